@@ -1,1 +1,3 @@
+//! rbox's runtime: the `rbox` engine and, below it, the OCI level exposed as `rbox-runc`.
 
+pub mod cli;
