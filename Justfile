@@ -18,9 +18,10 @@ demo: build test-image
 test: build test-image
     cargo test --release --workspace -- --test-threads=4
 
-# Benchmarks against runc, crun and podman on this machine (medians and ratios).
-bench: build test-image
-    @echo "bench: no benchmarks yet"
+# Benchmarks against runc, crun and podman on this machine (medians and ratios):
+# every scripts/bench/*.sh, or only those whose name contains FILTER.
+bench FILTER="": build test-image
+    for b in scripts/bench/*{{FILTER}}*.sh; do echo "== $b"; "$b"; done
 
 # Formatting and lints, as CI wants them.
 lint:
