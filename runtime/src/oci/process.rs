@@ -134,6 +134,10 @@ pub fn finish_and_exec(f: &Finish<'_>) -> Result<Infallible, SetupError> {
         seccomp::load(prog).map_err(|e| SetupError::new(e.to_string()))?;
     }
     let cwd_ok_as_root = chdir_in_root(&p.cwd).is_ok();
+    // Dropping from the bounding set needs CAP_SETPCAP, gone once we change uid.
+    if let Some(caps) = &p.capabilities {
+        drop_bounding(caps)?;
+    }
     set_identity(p, f.skip_setgroups)?;
     if let Some(caps) = &p.capabilities {
         set_capabilities(caps)?;
@@ -278,19 +282,24 @@ fn last_cap() -> u8 {
         .unwrap_or(40)
 }
 
+fn caps_err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> SetupError {
+    move |e| SetupError::new(format!("set the {what} capabilities: {e}"))
+}
+
+fn drop_bounding(c: &CapSets) -> Result<(), SetupError> {
+    let last = last_cap();
+    for cap in caps::all() {
+        if cap.index() <= last && !c.bounding.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap).map_err(caps_err("bounding"))?;
+        }
+    }
+    Ok(())
+}
+
 fn set_capabilities(c: &CapSets) -> Result<(), SetupError> {
     use caps::CapSet;
     let last = last_cap();
-    let err = |what: &'static str| {
-        move |e: caps::errors::CapsError| {
-            SetupError::new(format!("set the {what} capabilities: {e}"))
-        }
-    };
-    for cap in caps::all() {
-        if cap.index() <= last && !c.bounding.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(err("bounding"))?;
-        }
-    }
+    let err = caps_err;
     // The three sets in one capset(2): the kernel checks them together.
     let mask = |set: &caps::CapsHashSet| -> u64 {
         set.iter()

@@ -138,10 +138,10 @@ impl StateDir {
     pub fn create(&self) -> Result<bool, StateError> {
         if let Some(parent) = self.path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-            // State roots hold pids and configs: not for other users' eyes.
+            // State roots hold pids, configs and exec fifos: for root only.
             let _ = std::fs::set_permissions(
                 parent,
-                std::os::unix::fs::PermissionsExt::from_mode(0o711),
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
             );
         }
         match std::fs::create_dir(&self.path) {
@@ -159,11 +159,17 @@ impl StateDir {
             .map_err(|(_, e)| io_err("lock", &self.path)(std::io::Error::from(e)))
     }
 
-    /// The fifo the init blocks on until `start` opens it.
-    pub fn make_fifo(&self) -> Result<(), StateError> {
+    /// The fifo the init blocks on until `start` opens it, owned by the container's root
+    /// (the init may be an unprivileged user on the host; it reopens the fifo through
+    /// its own descriptor, so only the fifo's permissions matter, not the directory's).
+    pub fn make_fifo(&self, owner: Option<(u32, u32)>) -> Result<(), StateError> {
         let p = self.fifo_path();
         nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|e| io_err("create", &p)(e.into()))
+            .map_err(|e| io_err("create", &p)(e.into()))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(io_err("chown", &p))?;
+        }
+        Ok(())
     }
 
     pub fn write_record(&self, r: &Record) -> Result<(), StateError> {

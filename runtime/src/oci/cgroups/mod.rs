@@ -88,6 +88,8 @@ pub struct Hierarchy {
     pub mountpoint: PathBuf,
     /// The cgroup shown at the mount point (not "/" inside a cgroup namespace).
     pub mount_root: PathBuf,
+    /// The mount's device number (mountinfo's major:minor).
+    pub dev: u64,
 }
 
 const V1_CONTROLLERS: &[&str] = &[
@@ -120,12 +122,17 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
             continue;
         }
         let (mount_root, mountpoint) = (unescape(fields[3]), unescape(fields[4]));
+        let dev = fields[2]
+            .split_once(':')
+            .and_then(|(a, b)| Some(nix::sys::stat::makedev(a.parse().ok()?, b.parse().ok()?)))
+            .unwrap_or(0);
         let h = match right[0] {
             "cgroup2" => Hierarchy {
                 version: 2,
                 controllers: Vec::new(),
                 mountpoint,
                 mount_root,
+                dev,
             },
             "cgroup" => Hierarchy {
                 version: 1,
@@ -136,6 +143,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
                     .collect(),
                 mountpoint,
                 mount_root,
+                dev,
             },
             _ => continue,
         };
@@ -279,7 +287,16 @@ impl Layout {
             .map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
         let cgroup = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(io_err("read", Path::new("/proc/self/cgroup")))?;
-        let hierarchies = parse_mountinfo(&mountinfo);
+        // A mount covered by a later one is listed but unreachable: keep those whose
+        // mount point is really them.
+        let hierarchies: Vec<Hierarchy> = parse_mountinfo(&mountinfo)
+            .into_iter()
+            .filter(|h| {
+                std::fs::metadata(&h.mountpoint)
+                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m) == h.dev)
+                    .unwrap_or(false)
+            })
+            .collect();
         if hierarchies.is_empty() {
             return Err(CgroupError::NoCgroupFs);
         }

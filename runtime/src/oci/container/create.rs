@@ -69,6 +69,9 @@ impl Drop for Undo<'_> {
 impl Runtime {
     /// Creates container `id` from the bundle directory (its `config.json`).
     pub fn create(&self, id: &str, bundle: &Path, opts: CreateOptions) -> Result<Created> {
+        if !validate_id(id) {
+            return Err(Error::InvalidId(id.to_string()));
+        }
         let spec = crate::oci::config::load_spec(bundle)?;
         self.create_from_spec(id, bundle, spec, opts)
     }
@@ -142,7 +145,7 @@ impl Runtime {
         };
         let spec_json = serde_json::to_vec(&cfg.spec).expect("specs serialize");
         crate::oci::state::write_atomic(&dir.config_path(), &spec_json)?;
-        dir.make_fifo()?;
+        dir.make_fifo(root_owner(&cfg))?;
         let fifo = nix::fcntl::open(
             &dir.fifo_path(),
             nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
@@ -315,6 +318,19 @@ fn open_namespaces(cfg: &ContainerConfig) -> Result<Vec<Join>> {
             Ok((*flag, fd))
         })
         .collect()
+}
+
+/// The host uid and gid of the container's root, in a new user namespace.
+fn root_owner(cfg: &ContainerConfig) -> Option<(u32, u32)> {
+    let host = |maps: &[LinuxIdMapping]| {
+        maps.iter()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+    };
+    if !cfg.namespaces.new.contains(CloneFlags::CLONE_NEWUSER) {
+        return None;
+    }
+    Some((host(&cfg.uid_maps)?, host(&cfg.gid_maps)?))
 }
 
 fn write_id_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> std::result::Result<(), String> {
