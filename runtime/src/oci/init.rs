@@ -59,8 +59,9 @@ pub struct InitArgs<'a> {
     pub joins: &'a [(CloneFlags, OwnedFd)],
     pub stdio: InitStdio,
     pub preserve_fds: u32,
-    /// `O_PATH` descriptor of the exec fifo.
-    pub fifo: &'a OwnedFd,
+    /// `O_PATH` descriptor of the exec fifo to wait on for `start`; without one the
+    /// program starts right after setup (`run`), and the runtime hears of its execve.
+    pub fifo: Option<&'a OwnedFd>,
     pub seccomp: Option<&'a Program>,
     pub cgroup_sources: &'a [(String, PathBuf)],
     pub no_pivot: bool,
@@ -194,12 +195,19 @@ fn setup_and_exec(a: InitArgs<'_>, chan: &mut Option<Channel>) -> Result<Infalli
             .map_err(|e| SetupError::new(e.to_string()))?;
     }
     // The host's /proc, for the fifo after pivot_root (the container may have no /proc).
-    let proc_fds = nix::fcntl::open(
-        "/proc/self/fd",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ctx(|| "open /proc/self/fd".to_string())?;
+    let proc_fds = match a.fifo {
+        Some(_) => Some(
+            nix::fcntl::open(
+                "/proc/self/fd",
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ctx(|| "open /proc/self/fd".to_string())?,
+        ),
+        None => None,
+    };
     rootfs::enter(&sys, cfg, a.no_pivot)?;
     if terminal {
         let (master, slave) = terminal::open_pty(cfg.process.console_size)
@@ -216,11 +224,13 @@ fn setup_and_exec(a: InitArgs<'_>, chan: &mut Option<Channel>) -> Result<Infalli
     set_parent_death_signal(0)?;
     c.send(&Msg::Ready)
         .ctx(|| "report the container created".to_string())?;
-    // From here on the runtime may be gone; errors go to the container's stderr.
-    drop(chan.take());
-
-    wait_for_start(&proc_fds, a.fifo)?;
-    drop(proc_fds);
+    if let (Some(proc_fds), Some(fifo)) = (proc_fds, a.fifo) {
+        // From here on the runtime may be gone; errors go to the container's stderr.
+        drop(chan.take());
+        wait_for_start(&proc_fds, fifo)?;
+    }
+    // Otherwise the channel stays open (close-on-exec): the runtime learns of the
+    // execve from its end, or of a failure from a message.
     if let Some(list) = hooks.and_then(|h| h.start_container().as_ref()) {
         super::hooks::run("startContainer", list, &hook_state(Status::Created))
             .map_err(|e| SetupError::new(e.to_string()))?;

@@ -20,7 +20,10 @@
 //!   .pids() -> Vec<i32>                   .spec() -> Spec (as created)
 //!   .delete(force)                        force: kill a running container first
 //! CreateOptions / ExecOptions { stdio: Stdio { stdin, stdout, stderr: Option<OwnedFd> },
-//!                               console: Option<Console>, preserve_fds, (no_pivot) }
+//!                               console: Option<Console>, preserve_fds,
+//!                               (create only:) no_pivot, start }
+//!                                         start: run the program right away (no exec
+//!                                         fifo, no separate start(): what `run` does)
 //! Console::Return                         the pty master comes back in the result
 //! Console::Socket(path)                   it is sent over a console socket (runc protocol)
 //! Error                                   one enum; Display is one sentence

@@ -12,7 +12,7 @@ use nix::sys::stat::{Mode, SFlag};
 
 use super::config::{ContainerConfig, Device};
 use super::init::{Ctx, SetupError};
-use super::mounts::{MountKind, MountPlan, locked_flags};
+use super::mounts::{MountKind, MountPlan, attr, locked_flags};
 use super::pathres::{Create, create_in_root, fd_path, open_in_root};
 use super::syscall::Syscall;
 
@@ -234,8 +234,10 @@ fn mount_cgroups(
     let what = || format!("mount cgroups on {}", dest.display());
     let bind_flags = m.flags
         & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-    let bind = |sub: &Path, source: &Path| -> Result<(), SetupError> {
-        let target = create_in_root(root, sub, Create::Dir).ctx(what)?;
+    if let [(name, source)] = ctx.cgroup_sources
+        && name.is_empty()
+    {
+        let target = create_in_root(root, dest, Create::Dir).ctx(what)?;
         sys.mount(
             Some(source),
             &fd_path(&target),
@@ -245,14 +247,9 @@ fn mount_cgroups(
         )
         .ctx(what)?;
         if !bind_flags.is_empty() {
-            remount_bind(sys, root, sub, bind_flags)?;
+            remount_bind(sys, root, dest, bind_flags)?;
         }
-        Ok(())
-    };
-    if let [(name, source)] = ctx.cgroup_sources
-        && name.is_empty()
-    {
-        return bind(dest, source);
+        return Ok(());
     }
     let target = create_in_root(root, dest, Create::Dir).ctx(what)?;
     sys.mount(
@@ -264,7 +261,16 @@ fn mount_cgroups(
     )
     .ctx(what)?;
     for (name, source) in ctx.cgroup_sources {
-        bind(&dest.join(name), source)?;
+        let sub = dest.join(name);
+        let target = create_in_root(root, &sub, Create::Dir).ctx(what)?;
+        sys.mount(
+            Some(source),
+            &fd_path(&target),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+        .ctx(what)?;
         // Co-mounted controllers ("cpu,cpuacct") are also reachable by each name.
         if name.contains(',') {
             for part in name.split(',') {
@@ -274,13 +280,21 @@ fn mount_cgroups(
             }
         }
     }
-    if m.flags.contains(MsFlags::MS_RDONLY) {
-        remount_bind(
-            sys,
-            root,
-            dest,
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        )?;
+    // The flags go to the whole tree in one call, not one remount per hierarchy.
+    let attrs = [
+        (MsFlags::MS_RDONLY, attr::RDONLY),
+        (MsFlags::MS_NOSUID, attr::NOSUID),
+        (MsFlags::MS_NODEV, attr::NODEV),
+        (MsFlags::MS_NOEXEC, attr::NOEXEC),
+    ];
+    let set = attrs
+        .iter()
+        .filter(|(f, _)| bind_flags.contains(*f))
+        .fold(0, |acc, (_, a)| acc | a);
+    if set != 0 {
+        let top = open_in_root(root, dest).ctx(what)?;
+        sys.mount_setattr_recursive(&fd_path(&top), set, 0)
+            .ctx(what)?;
     }
     Ok(())
 }
@@ -541,6 +555,7 @@ mod tests {
             "mount tmpfs @/rootfs/sys/fs/cgroup tmpfs MsFlags(MS_NOSUID | MS_NODEV | MS_NOEXEC) mode=755",
             "mount /sys/fs/cgroup/memory/c1 @/rootfs/sys/fs/cgroup/memory - MsFlags(MS_BIND) -",
             "symlink @/rootfs/sys/fs/cgroup/cpu -> cpu,cpuacct",
+            "mount_setattr @/rootfs/sys/fs/cgroup set=0x1 clear=0x0",
             "mknod @/rootfs/dev/null 20000 666 1:3",
             "mknod @/rootfs/dev/tty 20000 666 5:0",
             "symlink @/rootfs/dev/ptmx -> pts/ptmx",

@@ -80,6 +80,11 @@ pub struct Record {
     /// Whether the init was given a terminal (its exec'd processes default to the same).
     #[serde(default)]
     pub terminal: bool,
+    /// The hooks `start` and `delete` run (kept here so they need not reread the spec).
+    #[serde(default)]
+    pub poststart: Vec<oci_spec::runtime::Hook>,
+    #[serde(default)]
+    pub poststop: Vec<oci_spec::runtime::Hook>,
 }
 
 /// The state a client reads (`rbox-runc state`, `list --format json`): runc's shape.
@@ -285,6 +290,8 @@ mod tests {
             annotations: BTreeMap::new(),
             cgroup: Cgroup { dirs: vec![] },
             terminal: false,
+            poststart: vec![],
+            poststop: vec![],
         };
         sd.write_record(&r).unwrap();
         assert_eq!(sd.read_record().unwrap(), Some(r));

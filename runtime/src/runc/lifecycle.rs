@@ -95,15 +95,15 @@ pub fn run(rt: &Runtime, a: RunArgs, logger: &Logger) -> oci::Result<ExitCode> {
         .into());
     }
     let fg = (!a.detach).then(Foreground::prepare).transpose()?;
-    let opts = create_options(&a.create, tty_here);
+    // Created and started in one go: no exec fifo to wait on.
+    let opts = CreateOptions {
+        start: true,
+        ..create_options(&a.create, tty_here)
+    };
     let created = rt.create_from_spec(&a.create.id, &a.create.bundle, spec, opts)?;
     let container = created.container;
     if let Some(p) = &a.create.pid_file {
         write_pid_file(p, container.pid())?;
-    }
-    if let Err(e) = container.start() {
-        let _ = rt.load(&a.create.id).and_then(|c| c.delete(true));
-        return Err(e);
     }
     let Some(fg) = fg else {
         return Ok(ExitCode::SUCCESS);

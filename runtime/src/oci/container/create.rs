@@ -33,6 +33,10 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// Enter the root with MS_MOVE + chroot instead of pivot_root (for ramdisk roots).
     pub no_pivot: bool,
+    /// Start the program as soon as the container is set up, as `run` does: no exec
+    /// fifo, no separate `start`; `create` returns once the program runs (its poststart
+    /// hooks done), or fails if it could not be executed.
+    pub start: bool,
 }
 
 /// A created container, its init waiting for `start`.
@@ -145,13 +149,19 @@ impl Runtime {
         };
         let spec_json = serde_json::to_vec(&cfg.spec).expect("specs serialize");
         crate::oci::state::write_atomic(&dir.config_path(), &spec_json)?;
-        dir.make_fifo(root_owner(&cfg))?;
-        let fifo = nix::fcntl::open(
-            &dir.fifo_path(),
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(|e| Error::io("open the exec fifo", e))?;
+        let fifo = if opts.start {
+            None
+        } else {
+            dir.make_fifo(root_owner(&cfg))?;
+            Some(
+                nix::fcntl::open(
+                    &dir.fifo_path(),
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::io("open the exec fifo", e))?,
+            )
+        };
         undo.cgroup = Some(&cgroup);
         cgroup.create(
             cfg.spec
@@ -202,7 +212,7 @@ impl Runtime {
             joins: init_joins,
             stdio,
             preserve_fds: opts.preserve_fds,
-            fifo: &fifo,
+            fifo: fifo.as_ref(),
             seccomp: seccomp.as_ref(),
             cgroup_sources: &cgroup_sources,
             no_pivot: opts.no_pivot,
@@ -248,6 +258,8 @@ impl Runtime {
             annotations,
             cgroup: cgroup.clone(),
             terminal: cfg.process.terminal,
+            poststart: hooks.poststart().clone().unwrap_or_default(),
+            poststop: hooks.poststop().clone().unwrap_or_default(),
         };
         let mut console = None;
         loop {
@@ -280,10 +292,30 @@ impl Runtime {
                 }
             }
         }
+        if opts.start {
+            // The channel closes when the program is executed, or carries why not.
+            match chan.recv() {
+                Ok(None) => {}
+                Ok(Some((Msg::Error(e), _))) => {
+                    return Err(Error::Process(e));
+                }
+                other => {
+                    return Err(Error::SetupDied(format!("unexpected {other:?} at start")));
+                }
+            }
+        }
         record.pid_start = proc_stat(pid.as_raw())
             .map(|(_, start)| start)
             .ok_or_else(|| Error::SetupDied("the init exited right after setup".into()))?;
         dir.write_record(&record)?;
+        if opts.start {
+            // As runc: a failed poststart hook stops the container it was meant for.
+            hooks::run(
+                "poststart",
+                &record.poststart,
+                &hook_state_json(&record, Status::Running),
+            )?;
+        }
         undo.dir = None;
         undo.cgroup = None;
         undo.pid = None;

@@ -33,15 +33,9 @@ impl Container {
         // Without a pid namespace of its own, the init's death leaves its children alive.
         self.record.cgroup.kill_all()?;
         self.record.cgroup.destroy()?;
-        let poststop = self
-            .spec()
-            .ok()
-            .and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()));
         let state = self.hook_state(Status::Stopped);
         self.dir.remove()?;
-        if let Some(list) = poststop {
-            hooks::run("poststop", &list, &state)?;
-        }
+        hooks::run("poststop", &self.record.poststop, &state)?;
         Ok(())
     }
 }
