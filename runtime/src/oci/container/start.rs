@@ -60,20 +60,14 @@ impl Container {
         }
         std::fs::remove_file(&path)
             .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
-        if let Some(list) = self
-            .spec()?
-            .hooks()
-            .as_ref()
-            .and_then(|h| h.poststart().clone())
-        {
-            // As runc: a failed poststart hook stops the container it was meant for.
-            if let Err(e) = hooks::run("poststart", &list, &self.hook_state(Status::Running)) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(self.record.pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                return Err(e.into());
-            }
+        // As runc: a failed poststart hook stops the container it was meant for.
+        let state = self.hook_state(Status::Running);
+        if let Err(e) = hooks::run("poststart", &self.record.poststart, &state) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.record.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(e.into());
         }
         Ok(())
     }
