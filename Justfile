@@ -10,9 +10,20 @@ build:
 test-image:
     scripts/make-test-image build/test-image
 
-# Build, make the test image, and run a container from it.
+# Build, make the test image, and run a container from it (an OCI bundle, with rbox-runc).
 demo: build test-image
-    @echo "demo: to be written with the first runnable container"
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir=$(mktemp -d /tmp/rbox-demo.XXXXXX)
+    trap 'target/release/rbox-runc --root "$dir/state" delete --force demo 2>/dev/null || true; rm -rf "$dir"' EXIT
+    target/release/rbox-runc spec --bundle "$dir"
+    jq --arg root "$PWD/build/test-image/rootfs" '
+        .root.path = $root | .process.terminal = false | .hostname = "rbox-demo"
+        | .process.args = ["sh", "-c", "echo \"hello from $(hostname): I am pid $$, $(id)\"; echo; echo my processes:; ps -o pid,user,comm; echo; echo my capabilities:; grep ^Cap /proc/self/status; echo; echo my mounts:; cut -d\" \" -f2,3 /proc/mounts | head -8"]
+        ' "$dir/config.json" > "$dir/config.json.new"
+    mv "$dir/config.json.new" "$dir/config.json"
+    echo "== rbox-runc run: the busybox test image as an OCI bundle ($dir)"
+    target/release/rbox-runc --root "$dir/state" run --bundle "$dir" demo
 
 # The whole suite: unit tests, native labs, then the labs that need a full kernel.
 test: build test-image

@@ -576,6 +576,20 @@ fn hooks_run_in_order_with_the_state() {
         assert_eq!(state["bundle"], json!(b), "{kind}: {text}");
         assert!(state["pid"].as_i64().unwrap() > 0, "{kind}: {text}");
     }
+    // The same hooks through create, start and delete (the exec fifo's path).
+    for kind in ["startContainer", "poststart", "poststop"] {
+        std::fs::remove_file(out_dir.join(kind)).unwrap();
+    }
+    runc_bg(&host, &["create", "--bundle", b.to_str().unwrap(), "hk2"]);
+    assert!(!out_dir.join("startContainer").exists(), "ran before start");
+    runc_ok(&host, &["start", "hk2"]);
+    wait_status(&host, "hk2", "stopped");
+    runc_ok(&host, &["delete", "hk2"]);
+    for (kind, status) in [("startContainer", "created"), ("poststart", "running"), ("poststop", "stopped")] {
+        let text = std::fs::read_to_string(out_dir.join(kind)).unwrap();
+        let state: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((state["id"].as_str(), state["status"].as_str()), (Some("hk2"), Some(status)));
+    }
     // A failing createRuntime hook fails create and leaves nothing.
     let b = bundle(&host, "badhook", &["true"], |v| {
         v["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
