@@ -77,11 +77,10 @@ fn bundle(host: &Host, id: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -
     v["process"]["terminal"] = json!(false);
     v["process"]["args"] = json!(args);
     v["linux"]["cgroupsPath"] = json!(format!("/{}/{id}", host.cgroup_parent()));
-    v["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-                     "options": ["nosuid", "nodev", "mode=1777"]}));
+    v["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                     "options": ["nosuid", "nodev", "mode=1777"]}),
+    );
     edit(&mut v);
     std::fs::write(dir.join("config.json"), v.to_string()).unwrap();
     dir
@@ -164,7 +163,10 @@ fn pid1_hostname_mounts_and_no_view_of_the_host() {
     for line in mountinfo.lines().filter(|l| l.contains(" - ")) {
         let point = line.split_whitespace().nth(4).unwrap();
         assert!(
-            point == "/" || ["/proc", "/dev", "/sys", "/tmp"].iter().any(|p| point.starts_with(p)),
+            point == "/"
+                || ["/proc", "/dev", "/sys", "/tmp"]
+                    .iter()
+                    .any(|p| point.starts_with(p)),
             "host mount visible: {line}"
         );
     }
@@ -198,6 +200,103 @@ fn pid1_hostname_mounts_and_no_view_of_the_host() {
 }
 
 #[test]
+fn process_settings_limits_sysctls_and_binds() {
+    let host = Host::new("oci-process");
+    let data = host.dir().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("file"), "from the host\n").unwrap();
+    let d = data.clone();
+    let out = run_ok(
+        &host,
+        "proc",
+        &[
+            "sh",
+            "-c",
+            "umask; ulimit -n; id -G; cat /proc/self/oom_score_adj; \
+             cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax; \
+             cat /run/file; touch /run/x 2>/dev/null || echo bind-readonly; \
+             cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us \
+                 /sys/fs/cgroup/cpu/cpu.cfs_period_us; \
+             echo $GREETING",
+        ],
+        move |v| {
+            v["process"]["user"] =
+                json!({"uid": 0, "gid": 0, "umask": 23, "additionalGids": [10, 20]});
+            v["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}]);
+            v["process"]["oomScoreAdj"] = json!(123);
+            v["process"]["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("GREETING=hi there"));
+            v["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456"});
+            v["linux"]["resources"]["cpu"] =
+                json!({"shares": 512, "quota": 50000, "period": 100000});
+            v["mounts"].as_array_mut().unwrap().push(
+                json!({"destination": "/run", "type": "bind", "source": d, "options": ["rbind", "ro"]}),
+            );
+        },
+    );
+    assert_eq!(
+        out,
+        "0027\n512\n0 10 20\n123\n1\n123456\nfrom the host\nbind-readonly\n512\n50000\n100000\nhi there\n"
+    );
+    assert!(!data.join("x").exists());
+    // --no-pivot: the same container entered with MS_MOVE + chroot.
+    let b = bundle(&host, "nopivot", &["sh", "-c", "echo $$; ls /"], |_| {});
+    let out = runc_ok(
+        &host,
+        &[
+            "run",
+            "--no-pivot",
+            "--bundle",
+            b.to_str().unwrap(),
+            "nopivot",
+        ],
+    );
+    assert!(out.starts_with("1\n") && out.contains("bin\n"), "{out}");
+}
+
+#[test]
+fn namespaces_joined_by_path() {
+    let host = Host::new("oci-join");
+    let a = bundle(&host, "a", &["sleep", "1000"], |v| {
+        v["hostname"] = json!("first")
+    });
+    runc_bg(&host, &["run", "-d", "--bundle", a.to_str().unwrap(), "a"]);
+    let state: Value = serde_json::from_str(&runc_ok(&host, &["state", "a"])).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    // The second container shares the first's pid, network, ipc and uts namespaces.
+    let out = run_ok(
+        &host,
+        "b",
+        &[
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; \
+             for n in net ipc uts pid; do \
+               [ $(readlink /proc/1/ns/$n) = $(readlink /proc/self/ns/$n) ] && echo same-$n; done; \
+             [ $(readlink /proc/1/ns/mnt) != $(readlink /proc/self/ns/mnt) ] && echo own-mnt",
+        ],
+        |v| {
+            v["hostname"] = json!(null);
+            v["linux"]["namespaces"] = json!([
+                {"type": "mount"},
+                {"type": "pid", "path": format!("/proc/{pid}/ns/pid")},
+                {"type": "network", "path": format!("/proc/{pid}/ns/net")},
+                {"type": "ipc", "path": format!("/proc/{pid}/ns/ipc")},
+                {"type": "uts", "path": format!("/proc/{pid}/ns/uts")}
+            ]);
+        },
+    );
+    assert!(out.starts_with("first\nsleep 1000 \n"), "{out}");
+    for n in ["net", "ipc", "uts", "pid", "mnt"] {
+        assert!(out.contains(n), "{n}: {out}");
+    }
+    assert!(out.contains("own-mnt"), "{out}");
+    runc_ok(&host, &["delete", "--force", "a"]);
+}
+
+#[test]
 fn capability_sets_are_as_configured() {
     let host = Host::new("oci-caps");
     let caps = json!({
@@ -218,7 +317,10 @@ fn capability_sets_are_as_configured() {
         status_hex(&out, "CapBnd"),
         CAP_CHOWN | CAP_KILL | CAP_NET_BIND_SERVICE | CAP_NET_RAW
     );
-    assert_eq!(status_hex(&out, "CapInh"), CAP_NET_BIND_SERVICE | CAP_NET_RAW);
+    assert_eq!(
+        status_hex(&out, "CapInh"),
+        CAP_NET_BIND_SERVICE | CAP_NET_RAW
+    );
     assert_eq!(status_hex(&out, "CapAmb"), CAP_NET_BIND_SERVICE);
     assert_eq!(status_hex(&out, "CapPrm"), CAP_NET_BIND_SERVICE);
     assert_eq!(status_hex(&out, "CapEff"), CAP_NET_BIND_SERVICE);
@@ -227,8 +329,14 @@ fn capability_sets_are_as_configured() {
     let out = run_ok(&host, "caps-root", &["cat", "/proc/self/status"], |v| {
         v["process"]["capabilities"] = caps;
     });
-    assert_eq!(status_hex(&out, "CapPrm"), CAP_KILL | CAP_NET_BIND_SERVICE | CAP_NET_RAW);
-    assert_eq!(status_hex(&out, "CapEff"), CAP_KILL | CAP_NET_BIND_SERVICE | CAP_NET_RAW);
+    assert_eq!(
+        status_hex(&out, "CapPrm"),
+        CAP_KILL | CAP_NET_BIND_SERVICE | CAP_NET_RAW
+    );
+    assert_eq!(
+        status_hex(&out, "CapEff"),
+        CAP_KILL | CAP_NET_BIND_SERVICE | CAP_NET_RAW
+    );
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
 }
 
@@ -260,6 +368,23 @@ fn seccomp_denies_with_the_configured_errno() {
     // The argument condition denies PER_LINUX32 and lets PER_LINUX through.
     assert!(out.contains("linux32=1"), "{out}");
     assert!(out.contains("linux64=0"), "{out}");
+    // A process exec'd into the container gets the container's filter.
+    let b = bundle(&host, "sec2", &["sleep", "1000"], |v| {
+        v["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42}]
+        });
+    });
+    runc_bg(
+        &host,
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "sec2"],
+    );
+    let out = runc(&host, &["exec", "sec2", "mkdir", "/tmp/d"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No message of desired type"),
+        "{out:?}"
+    );
+    runc_ok(&host, &["delete", "--force", "sec2"]);
 }
 
 #[test]
@@ -324,8 +449,10 @@ fn a_user_namespace_maps_uids() {
                 .as_array_mut()
                 .unwrap()
                 .push(json!({"type": "user"}));
-            v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
-            v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            v["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            v["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
         },
     );
     let lines: Vec<&str> = out.lines().collect();
@@ -344,7 +471,10 @@ fn exec_joins_a_running_container() {
     let b = bundle(&host, "ex", &["sleep", "1000"], |v| {
         v["hostname"] = json!("exechost");
     });
-    runc_bg(&host, &["run", "--detach", "--bundle", b.to_str().unwrap(), "ex"]);
+    runc_bg(
+        &host,
+        &["run", "--detach", "--bundle", b.to_str().unwrap(), "ex"],
+    );
     assert_eq!(status_of(&host, "ex"), "running");
     let out = runc_ok(
         &host,
@@ -372,12 +502,31 @@ fn exec_joins_a_running_container() {
     let out = runc_ok(
         &host,
         &[
-            "exec", "--user", "1000:1000", "--env", "FOO=bar", "--cwd", "/tmp", "ex", "sh",
-            "-c", "id -u; echo $FOO; pwd",
+            "exec",
+            "--user",
+            "1000:1000",
+            "--env",
+            "FOO=bar",
+            "--cwd",
+            "/tmp",
+            "ex",
+            "sh",
+            "-c",
+            "id -u; echo $FOO; pwd",
         ],
     );
     assert_eq!(out, "1000\nbar\n/tmp\n");
-    let out = runc_ok(&host, &["exec", "-t", "ex", "sh", "-c", "tty; [ -t 1 ] && echo tty-out"]);
+    let out = runc_ok(
+        &host,
+        &[
+            "exec",
+            "-t",
+            "ex",
+            "sh",
+            "-c",
+            "tty; [ -t 1 ] && echo tty-out",
+        ],
+    );
     assert!(out.contains("/dev/pts/"), "{out}");
     assert!(out.contains("tty-out"), "{out}");
     let (code, err) = runc_fails(&host, &["exec", "ex", "no-such-command"]);
@@ -401,7 +550,11 @@ fn kill_and_exit_codes() {
     let b = bundle(
         &host,
         "trap",
-        &["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 3' TERM; while true; do sleep 0.05; done",
+        ],
         |_| {},
     );
     let child = host
@@ -417,7 +570,10 @@ fn kill_and_exit_codes() {
 
     // KILL by name; then the container is stopped and kill fails.
     let b = bundle(&host, "victim", &["sleep", "1000"], |_| {});
-    runc_bg(&host, &["create", "--bundle", b.to_str().unwrap(), "victim"]);
+    runc_bg(
+        &host,
+        &["create", "--bundle", b.to_str().unwrap(), "victim"],
+    );
     assert_eq!(status_of(&host, "victim"), "created");
     runc_ok(&host, &["start", "victim"]);
     let (_, err) = runc_fails(&host, &["delete", "victim"]);
@@ -439,7 +595,12 @@ fn kill_and_exit_codes() {
 #[test]
 fn pause_resume_list_and_ps() {
     let host = Host::new("oci-pause");
-    let b = bundle(&host, "p1", &["sh", "-c", "while true; do sleep 0.05; done"], |_| {});
+    let b = bundle(
+        &host,
+        "p1",
+        &["sh", "-c", "while true; do sleep 0.05; done"],
+        |_| {},
+    );
     runc_bg(&host, &["run", "-d", "--bundle", b.to_str().unwrap(), "p1"]);
     runc_ok(&host, &["pause", "p1"]);
     assert_eq!(status_of(&host, "p1"), "paused");
@@ -451,9 +612,13 @@ fn pause_resume_list_and_ps() {
     assert!(table.contains("paused"), "{table}");
     runc_ok(&host, &["resume", "p1"]);
     assert_eq!(status_of(&host, "p1"), "running");
-    let pids: Vec<i32> = serde_json::from_str(&runc_ok(&host, &["ps", "--format", "json", "p1"])).unwrap();
+    let pids: Vec<i32> =
+        serde_json::from_str(&runc_ok(&host, &["ps", "--format", "json", "p1"])).unwrap();
     let state: Value = serde_json::from_str(&runc_ok(&host, &["state", "p1"])).unwrap();
-    assert!(pids.contains(&(state["pid"].as_i64().unwrap() as i32)), "{pids:?}");
+    assert!(
+        pids.contains(&(state["pid"].as_i64().unwrap() as i32)),
+        "{pids:?}"
+    );
     let table = runc_ok(&host, &["ps", "p1"]);
     assert!(table.lines().next().unwrap().contains("PID"), "{table}");
     assert!(table.lines().count() >= 2, "{table}");
@@ -495,7 +660,11 @@ fn a_terminal_over_the_console_socket() {
     let b = bundle(
         &host,
         "tty",
-        &["sh", "-c", "tty; [ -t 0 ] && echo stdin-is-a-tty; stty size; echo done"],
+        &[
+            "sh",
+            "-c",
+            "tty; [ -t 0 ] && echo stdin-is-a-tty; stty size; echo done",
+        ],
         |v| {
             v["process"]["terminal"] = json!(true);
             v["process"]["consoleSize"] = json!({"height": 25, "width": 90});
@@ -540,9 +709,7 @@ fn hooks_run_in_order_with_the_state() {
     let host = Host::new("oci-hooks");
     let out_dir = host.dir().join("hooks");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let hook = |kind: &str, dir: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {dir}/{kind}")]})
-    };
+    let hook = |kind: &str, dir: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {dir}/{kind}")]});
     let host_dir = out_dir.to_str().unwrap().to_string();
     let od = host_dir.clone();
     let b = bundle(&host, "hk", &["true"], move |v| {
@@ -585,17 +752,30 @@ fn hooks_run_in_order_with_the_state() {
     runc_ok(&host, &["start", "hk2"]);
     wait_status(&host, "hk2", "stopped");
     runc_ok(&host, &["delete", "hk2"]);
-    for (kind, status) in [("startContainer", "created"), ("poststart", "running"), ("poststop", "stopped")] {
+    for (kind, status) in [
+        ("startContainer", "created"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
         let text = std::fs::read_to_string(out_dir.join(kind)).unwrap();
         let state: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!((state["id"].as_str(), state["status"].as_str()), (Some("hk2"), Some(status)));
+        assert_eq!(
+            (state["id"].as_str(), state["status"].as_str()),
+            (Some("hk2"), Some(status))
+        );
     }
     // A failing createRuntime hook fails create and leaves nothing.
     let b = bundle(&host, "badhook", &["true"], |v| {
         v["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
     });
-    let (_, err) = runc_fails(&host, &["create", "--bundle", b.to_str().unwrap(), "badhook"]);
-    assert!(err.contains("createRuntime hook /bin/false failed"), "{err}");
+    let (_, err) = runc_fails(
+        &host,
+        &["create", "--bundle", b.to_str().unwrap(), "badhook"],
+    );
+    assert!(
+        err.contains("createRuntime hook /bin/false failed"),
+        "{err}"
+    );
     assert_eq!(runc_ok(&host, &["list", "-q"]), "");
 }
 
@@ -604,12 +784,19 @@ fn no_descriptor_of_the_runtime_leaks_into_the_container() {
     let host = Host::new("oci-fds");
     let out = run_ok(&host, "fds", &["ls", "/proc/self/fd"], |_| {});
     // 0-2 and the directory ls itself reads.
-    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2", "3"]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
     // --preserve-fds passes exactly the descriptors asked for.
     let b = bundle(
         &host,
         "keep",
-        &["sh", "-c", "cat <&3; readlink /proc/self/fd/4 || echo no-fd-4"],
+        &[
+            "sh",
+            "-c",
+            "cat <&3; readlink /proc/self/fd/4 || echo no-fd-4",
+        ],
         |_| {},
     );
     let out = host.sh_ok(&format!(
@@ -663,17 +850,27 @@ fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
         v["root"] = json!({"path": rootfs, "readonly": false});
         v["mounts"].as_array_mut().unwrap().pop(); // keep the image's /tmp (and its fifo)
     });
-    let runc_copy = |args: &[&str]| {
-        host.command(&runtime)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    runc_bg_with(&host, &runtime, &["run", "-d", "--bundle", b.to_str().unwrap(), "cve"]);
+    let runc_copy = |args: &[&str]| host.command(&runtime).args(args).output().unwrap();
+    runc_bg_with(
+        &host,
+        &runtime,
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "cve"],
+    );
     // The victim: an exec'd process whose program is /proc/self/exe (the runtime
     // itself), blocked opening its log on the fifo until the attacker reads it.
-    let victim = runc_copy(&["exec", "cve", "/proc/self/exe", "--log", "/tmp/fifo", "state", "x"]);
-    assert!(!victim.status.success(), "the runtime ran inside and failed (no state root)");
+    let victim = runc_copy(&[
+        "exec",
+        "cve",
+        "/proc/self/exe",
+        "--log",
+        "/tmp/fifo",
+        "state",
+        "x",
+    ]);
+    assert!(
+        !victim.status.success(),
+        "the runtime ran inside and failed (no state root)"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let log = loop {
         let log = std::fs::read_to_string(rootfs.join("tmp/log")).unwrap_or_default();
@@ -683,25 +880,63 @@ fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
         assert!(Instant::now() < deadline, "attack did not finish: {log}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(log.starts_with("grabbed"), "the attacker never held the binary: {log}");
+    assert!(
+        log.starts_with("grabbed"),
+        "the attacker never held the binary: {log}"
+    );
     assert!(log.contains("write-refused"), "{log}");
     // Refused because the binary is on a read-only mount (not merely busy).
     assert!(log.contains("Read-only file system"), "{log}");
-    assert_eq!(std::fs::read(&runtime).unwrap(), before, "the runtime binary changed");
+    assert_eq!(
+        std::fs::read(&runtime).unwrap(),
+        before,
+        "the runtime binary changed"
+    );
     expect_ok("delete", runc_copy(&["delete", "--force", "cve"]));
 }
 
 #[test]
 fn a_malformed_config_is_one_clear_error_and_leaves_nothing() {
     let host = Host::new("oci-bad");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
-        ("noargs", Box::new(|v| v["process"]["args"] = json!([])), "process.args"),
-        ("badns", Box::new(|v| v["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "pid", "path": "/nonexistent/ns"}])), "pid namespace"),
-        ("badsysctl", Box::new(|v| v["linux"]["sysctl"] = json!({"kernel.panic": "1"})), "not namespaced"),
-        ("badmount", Box::new(|v| v["mounts"] = json!([{"destination": "/x", "options": ["bind"]}])), "no source"),
-        ("notfound", Box::new(|v| v["process"]["args"] = json!(["/no/such/program"])), "no such file or directory"),
-        ("badtype", Box::new(|v| v["process"]["user"]["uid"] = json!("root")), "not a valid OCI runtime config"),
-        ("badroot", Box::new(|v| v["root"]["path"] = json!("/nonexistent")), "root.path"),
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "noargs",
+            Box::new(|v| v["process"]["args"] = json!([])),
+            "process.args",
+        ),
+        (
+            "badns",
+            Box::new(
+                |v| v["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "pid", "path": "/nonexistent/ns"}]),
+            ),
+            "pid namespace",
+        ),
+        (
+            "badsysctl",
+            Box::new(|v| v["linux"]["sysctl"] = json!({"kernel.panic": "1"})),
+            "not namespaced",
+        ),
+        (
+            "badmount",
+            Box::new(|v| v["mounts"] = json!([{"destination": "/x", "options": ["bind"]}])),
+            "no source",
+        ),
+        (
+            "notfound",
+            Box::new(|v| v["process"]["args"] = json!(["/no/such/program"])),
+            "no such file or directory",
+        ),
+        (
+            "badtype",
+            Box::new(|v| v["process"]["user"]["uid"] = json!("root")),
+            "not a valid OCI runtime config",
+        ),
+        (
+            "badroot",
+            Box::new(|v| v["root"]["path"] = json!("/nonexistent")),
+            "root.path",
+        ),
     ];
     for (id, edit, expected) in cases {
         let b = bundle(&host, id, &["true"], |v| edit(v));
@@ -713,12 +948,48 @@ fn a_malformed_config_is_one_clear_error_and_leaves_nothing() {
         let cg = format!("/sys/fs/cgroup/pids/{}/{id}", host.cgroup_parent());
         assert!(!Path::new(&cg).exists(), "{id}: cgroup left behind");
     }
-    std::fs::write(host.dir().join("bundle-noargs/config.json"), "{\"ociVersion\": ").unwrap();
-    let (_, err) = runc_fails(&host, &["create", "--bundle", host.dir().join("bundle-noargs").to_str().unwrap(), "trunc"]);
+    std::fs::write(
+        host.dir().join("bundle-noargs/config.json"),
+        "{\"ociVersion\": ",
+    )
+    .unwrap();
+    let (_, err) = runc_fails(
+        &host,
+        &[
+            "create",
+            "--bundle",
+            host.dir().join("bundle-noargs").to_str().unwrap(),
+            "trunc",
+        ],
+    );
     assert!(err.contains("not a valid OCI runtime config"), "{err}");
     assert_eq!(runc_ok(&host, &["list", "-q"]), "");
     let (_, err) = runc_fails(&host, &["create", "--bundle", "/", "../escape"]);
     assert!(err.contains("invalid container id"), "{err}");
+    // With --log, the error is also a JSON line in the log (what podman and containerd read).
+    let log = host.dir().join("log.json");
+    runc_fails(
+        &host,
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "state",
+            "nothing",
+        ],
+    );
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "container \"nothing\" does not exist");
+    let features: Value = serde_json::from_str(&runc_ok(&host, &["features"])).unwrap();
+    assert!(
+        features["hooks"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("createContainer"))
+    );
+    assert_eq!(features["linux"]["cgroup"]["v2"], true);
 }
 
 /// A host with only the unified cgroup v2 hierarchy (this machine's v2 has no
@@ -728,10 +999,21 @@ fn cgroup_v2_only_hosts() {
     let host = Host::new("oci-v2");
     host.sh_ok("umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup");
     let out = run_ok(&host, "v2", &["cat", "/proc/self/cgroup"], |_| {});
-    let unified = out.lines().find(|l| l.starts_with("0::")).unwrap_or_default();
+    let unified = out
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap_or_default();
     assert_eq!(unified, format!("0::/{}/v2", host.cgroup_parent()), "{out}");
-    let b = bundle(&host, "v2p", &["sh", "-c", "while true; do sleep 0.05; done"], |_| {});
-    runc_bg(&host, &["run", "-d", "--bundle", b.to_str().unwrap(), "v2p"]);
+    let b = bundle(
+        &host,
+        "v2p",
+        &["sh", "-c", "while true; do sleep 0.05; done"],
+        |_| {},
+    );
+    runc_bg(
+        &host,
+        &["run", "-d", "--bundle", b.to_str().unwrap(), "v2p"],
+    );
     runc_ok(&host, &["pause", "v2p"]);
     assert_eq!(status_of(&host, "v2p"), "paused");
     runc_ok(&host, &["resume", "v2p"]);
@@ -743,7 +1025,10 @@ fn cgroup_v2_only_hosts() {
             v["linux"]["resources"]["pids"] = json!({"limit": 10});
         });
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("the pids controller is not available"), "{err}");
+        assert!(
+            err.contains("the pids controller is not available"),
+            "{err}"
+        );
     }
     assert_eq!(runc_ok(&host, &["list", "-q"]), "");
 }

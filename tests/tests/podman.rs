@@ -109,11 +109,25 @@ fn podman_runs_containers_with_rbox_runc() {
     assert_eq!(out.status.code(), Some(5), "{text}");
 
     // A detached container: exec, exec -it, stop.
-    let id = p.ok(&p.run_args(&parent, &["-d", "--name", "sleeper", "busybox", "sleep", "1000"]));
+    let id = p.ok(&p.run_args(
+        &parent,
+        &["-d", "--name", "sleeper", "busybox", "sleep", "1000"],
+    ));
     assert_eq!(id.trim().len(), 64);
-    let out = p.ok(&["exec", "sleeper", "sh", "-c", "echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' ')"]);
+    let out = p.ok(&[
+        "exec",
+        "sleeper",
+        "sh",
+        "-c",
+        "echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' ')",
+    ]);
     assert_eq!(out, "pid1=sleep 1000\n");
-    assert_eq!(p.run(&["exec", "sleeper", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(
+        p.run(&["exec", "sleeper", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
     let out = p.host.sh(&format!(
         "script -qec \"{}\" /dev/null",
         p.shell("exec -it sleeper sh -c 'tty; exit 4'")
@@ -124,14 +138,26 @@ fn podman_runs_containers_with_rbox_runc() {
     assert_eq!(out.trim(), "running");
     // sleep as pid 1 ignores SIGTERM: stop falls back to SIGKILL, as with crun.
     p.ok(&["stop", "-t", "1", "sleeper"]);
-    let out = p.ok(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "sleeper"]);
+    let out = p.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "sleeper",
+    ]);
     assert_eq!(out.trim(), "exited 137");
 
     // kill: the signal reaches the container's process, whose exit podman reports.
     p.ok(&p.run_args(
         &parent,
-        &["-d", "--name", "trapper", "busybox", "sh", "-c",
-          "trap 'exit 9' USR1; while true; do sleep 0.1; done"],
+        &[
+            "-d",
+            "--name",
+            "trapper",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 9' USR1; while true; do sleep 0.1; done",
+        ],
     ));
     p.ok(&["kill", "--signal", "USR1", "trapper"]);
     assert_eq!(p.ok(&["wait", "trapper"]).trim(), "9");
