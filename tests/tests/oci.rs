@@ -463,6 +463,44 @@ fn a_user_namespace_maps_uids() {
     assert_eq!(lines[1], "0", "root inside");
     assert_eq!(lines[2], "65534", "host root's files are unmapped: {out}");
     assert_eq!(lines[3], "0", "{out}");
+    // Through create and start: the init, an unprivileged user on the host, waits on
+    // the exec fifo and writes to a host directory it was given.
+    let out_dir = host.dir().join("userns-out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::set_permissions(
+        &out_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let od = out_dir.clone();
+    let b = bundle(
+        &host,
+        "userns2",
+        &["sh", "-c", "id -u > /home/id"],
+        move |v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            v["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            v["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+            v["mounts"].as_array_mut().unwrap().push(
+            json!({"destination": "/home", "type": "bind", "source": od, "options": ["rbind", "rw"]}),
+        );
+        },
+    );
+    runc_bg(
+        &host,
+        &["create", "--bundle", b.to_str().unwrap(), "userns2"],
+    );
+    runc_ok(&host, &["start", "userns2"]);
+    wait_status(&host, "userns2", "stopped");
+    runc_ok(&host, &["delete", "userns2"]);
+    assert_eq!(std::fs::read_to_string(out_dir.join("id")).unwrap(), "0\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(out_dir.join("id")).unwrap().uid(), 200000);
 }
 
 #[test]
@@ -806,6 +844,14 @@ fn no_descriptor_of_the_runtime_leaks_into_the_container() {
         b = b.display()
     ));
     assert_eq!(out, "kept\nno-fd-4\n", "descriptor 4 leaked");
+    // A gap in the descriptors to pass on is refused: one of ours could fill it.
+    let out = host.sh(&format!(
+        "exec 3</etc/hostname; {} run --preserve-fds 2 --bundle {} gap",
+        bin("rbox-runc").display(),
+        b.display()
+    ));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("descriptor 4 is not open"));
     // A working directory through a runtime descriptor (CVE-2024-21626) is refused.
     for fd in 3..9 {
         let id = format!("cwd{fd}");

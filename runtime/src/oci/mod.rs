@@ -78,6 +78,7 @@ pub use cgroups::CgroupError;
 pub use config::{ConfigError, load_spec, parse_process, parse_spec, validate_id};
 pub use container::{
     Console, Container, CreateOptions, Created, ExecOptions, ExecProcess, Runtime, Stdio,
+    check_preserved_fds,
 };
 pub use error::{Error, Result};
 pub use exe::{is_sealed, seal_current_exe};

@@ -55,7 +55,7 @@ pub struct ExecArgs {
     cap: Vec<String>,
     /// Pass descriptors 3 .. 3+N to the process.
     #[arg(long, default_value_t = 0)]
-    preserve_fds: u32,
+    pub preserve_fds: u32,
     id: String,
     /// The command and its arguments (without --process).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -30,14 +30,14 @@ pub struct CreateArgs {
     no_new_keyring: bool,
     /// Pass descriptors 3 .. 3+N (plus $LISTEN_FDS) to the container.
     #[arg(long, default_value_t = 0)]
-    preserve_fds: u32,
+    pub preserve_fds: u32,
     id: String,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    create: CreateArgs,
+    pub create: CreateArgs,
     /// Return once the container runs, leaving it running.
     #[arg(short, long)]
     detach: bool,
@@ -50,7 +50,7 @@ pub struct RunArgs {
 }
 
 /// runc adds systemd's socket-activation descriptors to those preserved.
-fn preserved(n: u32) -> u32 {
+pub fn preserved(n: u32) -> u32 {
     let listen: u32 = std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse().ok())

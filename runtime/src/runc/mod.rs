@@ -132,6 +132,17 @@ pub fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // Before any descriptor of ours exists: those passed on must be the caller's.
+    let preserve = match &cli.command {
+        Some(Command::Create(a)) => lifecycle::preserved(a.preserve_fds),
+        Some(Command::Run(a)) => lifecycle::preserved(a.create.preserve_fds),
+        Some(Command::Exec(a)) => a.preserve_fds,
+        _ => 0,
+    };
+    if let Err(e) = oci::check_preserved_fds(preserve) {
+        eprintln!("{e}");
+        return ExitCode::from(1);
+    }
     let logger = log::Logger::new(cli.log.as_deref(), cli.log_format, cli.debug);
     let Some(command) = cli.command else {
         eprintln!("rbox-runc: no command given (see --help)");

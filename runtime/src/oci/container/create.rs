@@ -92,6 +92,7 @@ impl Runtime {
         if !validate_id(id) {
             return Err(Error::InvalidId(id.to_string()));
         }
+        check_preserved_fds(opts.preserve_fds)?;
         if !exe::is_sealed() {
             return Err(Error::ExeNotSealed);
         }
@@ -327,6 +328,21 @@ impl Runtime {
             console,
         })
     }
+}
+
+/// The descriptors to pass on must all be open before the runtime opens any of its
+/// own: a gap would let one of ours take its number and leak into the container.
+pub fn check_preserved_fds(n: u32) -> Result<()> {
+    for fd in 3..3 + n as i32 {
+        // SAFETY: fcntl(2) F_GETFD only reads the flags of a descriptor number.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(ConfigError::Invalid(format!(
+                "--preserve-fds {n}: descriptor {fd} is not open"
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Opens the namespaces to join, so a wrong path fails before anything is created.

@@ -48,6 +48,7 @@ const NAMESPACES: [CloneFlags; 7] = [
 impl Container {
     /// Runs `process` in the container. It must be created or running.
     pub fn exec(&self, process: &Process, opts: ExecOptions) -> Result<ExecProcess> {
+        super::create::check_preserved_fds(opts.preserve_fds)?;
         if !exe::is_sealed() {
             return Err(Error::ExeNotSealed);
         }
