@@ -292,14 +292,15 @@ impl ImageStore {
             None => RegistryAuth::Anonymous,
         };
         let insecure = self.is_insecure_registry(reference.registry(), opts);
-        let mut attempts = vec![client(ClientProtocol::Https, insecure)];
-        if insecure {
-            attempts.push(client(ClientProtocol::Http, true));
-        }
+        let protocols: &[ClientProtocol] = if insecure {
+            &[ClientProtocol::Https, ClientProtocol::Http]
+        } else {
+            &[ClientProtocol::Https]
+        };
         let mut last = None;
-        for c in attempts {
+        for protocol in protocols {
             let session = Session {
-                client: c,
+                client: client(protocol.clone(), insecure),
                 auth: auth.clone(),
                 reference,
             };

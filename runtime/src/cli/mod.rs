@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod image;
+
 /// Exit status for an error of rbox itself (as Docker's 125).
 pub const EXIT_RBOX_ERROR: u8 = 125;
 
@@ -52,7 +54,10 @@ pub struct GlobalOptions {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    #[command(flatten)]
+    Image(image::ImageCommand),
+}
 
 /// Runs the `rbox` command line and returns the process's exit status.
 pub fn main() -> ExitCode {
@@ -67,6 +72,8 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Cli { global: _, command } = cli;
-    match command {}
+    let Cli { global, command } = cli;
+    match command {
+        Command::Image(c) => image::run(&global, c),
+    }
 }
