@@ -351,6 +351,24 @@ fn truncated_layer_is_an_error() {
 }
 
 #[test]
+fn a_layer_without_end_blocks_unpacks_but_a_cut_file_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tar(&[file("a", b"x"), file("b", &[7u8; 700])]);
+    // Cut right after b's data: no padding, no end-of-archive blocks (as umoci writes).
+    let cut = &full[..512 + 512 + 512 + 700];
+    let dir = tmp.path().join("1");
+    fs::create_dir(&dir).unwrap();
+    let stats = unpack_into(&dir, cut).unwrap();
+    assert_eq!(stats.diff_id, Digest::of(cut));
+    assert_eq!(fs::read(dir.join("layer/b")).unwrap().len(), 700);
+    // Cut inside b's data: refused.
+    let dir = tmp.path().join("2");
+    fs::create_dir(&dir).unwrap();
+    let err = unpack_into(&dir, &full[..512 + 512 + 512 + 300]).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
 fn pax_times() {
     assert_eq!(parse_pax_time("12.5"), Some(TimeSpec::new(12, 500_000_000)));
     assert_eq!(parse_pax_time("12"), Some(TimeSpec::new(12, 0)));
