@@ -21,11 +21,13 @@ work=$(mktemp -d /var/tmp/rbox-bench-images.XXXXXX)
 ns=rbox-bench-$$
 registry_pid=
 cleanup() {
-    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+    set +e
+    if [ -n "$registry_pid" ]; then kill "$registry_pid"; wait "$registry_pid"; fi 2>/dev/null
     ip netns del "$ns" 2>/dev/null || true
     # podman may leave overlay mounts of its own storage under $work.
     grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf "$work"
+    return 0
 }
 trap cleanup EXIT
 in_ns() { ip netns exec "$ns" "$@"; }
