@@ -307,8 +307,17 @@ mod tests {
     #[test]
     fn docker_normalisation_table() {
         let d = |s: &str| s.replace("@D", &format!("@{D}"));
-        // (input, registry, repository, tag, digest, normalised, familiar)
-        let cases: &[(&str, &str, &str, Option<&str>, bool, &str, &str)] = &[
+        // (input, registry, repository, tag, has digest, normalised, familiar)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            bool,
+            &'a str,
+            &'a str,
+        );
+        let cases: &[Case<'_>] = &[
             (
                 "alpine",
                 "docker.io",

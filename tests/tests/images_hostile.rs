@@ -27,8 +27,16 @@ fn hostile_layers_are_refused_and_change_nothing_outside() {
     let abs_whiteout = format!("{canary}/.wh.file");
 
     let cases: Vec<(&str, Vec<Entry<'_>>, &str)> = vec![
-        ("path traversal", vec![file(&rel_file, b"x")], "climbs out of the layer"),
-        ("absolute path", vec![file(&abs_file, b"x")], "is an absolute path"),
+        (
+            "path traversal",
+            vec![file(&rel_file, b"x")],
+            "climbs out of the layer",
+        ),
+        (
+            "absolute path",
+            vec![file(&abs_file, b"x")],
+            "is an absolute path",
+        ),
         (
             "absolute symlink, then a write through it",
             vec![symlink("esc", &canary), file("esc/pwned", b"x")],
@@ -44,22 +52,46 @@ fn hostile_layers_are_refused_and_change_nothing_outside() {
             vec![dir("real/"), symlink("esc", "real"), file("esc/x", b"x")],
             "goes through the symlink",
         ),
-        ("hard link out of the tree", vec![hardlink("hl", &rel_link_target)], "outside the layer"),
-        ("hard link to an absolute path", vec![hardlink("hl", "/etc/passwd")], "outside the layer"),
+        (
+            "hard link out of the tree",
+            vec![hardlink("hl", &rel_link_target)],
+            "outside the layer",
+        ),
+        (
+            "hard link to an absolute path",
+            vec![hardlink("hl", "/etc/passwd")],
+            "outside the layer",
+        ),
         (
             "hard link through a symlink",
             vec![symlink("esc", &canary), hardlink("hl", "esc/file")],
             "goes through the symlink",
         ),
-        ("whiteout of ../x", vec![file("../.wh.x", b"")], "climbs out of the layer"),
-        ("whiteout of a path outside", vec![file(&rel_whiteout, b"")], "climbs out of the layer"),
-        ("absolute whiteout", vec![file(&abs_whiteout, b"")], "is an absolute path"),
+        (
+            "whiteout of ../x",
+            vec![file("../.wh.x", b"")],
+            "climbs out of the layer",
+        ),
+        (
+            "whiteout of a path outside",
+            vec![file(&rel_whiteout, b"")],
+            "climbs out of the layer",
+        ),
+        (
+            "absolute whiteout",
+            vec![file(&abs_whiteout, b"")],
+            "is an absolute path",
+        ),
         (
             "whiteout through a symlink",
             vec![symlink("esc", &canary), file("esc/.wh.file", b"")],
             "goes through the symlink",
         ),
-        ("whiteout of ..", vec![file("etc/.wh...", b"")], "invalid whiteout"),
+        (
+            "whiteout of ..",
+            vec![file("etc/.wh...", b"")],
+            "invalid whiteout",
+        ),
     ];
     for (i, (what, entries, message)) in cases.iter().enumerate() {
         let archive = host.dir().join(format!("hostile-{i}.tar"));
@@ -68,16 +100,25 @@ fn hostile_layers_are_refused_and_change_nothing_outside() {
         let (code, err) = host.rbox_fails(&["load", "-i", archive.to_str().unwrap()]);
         assert_eq!(code, 125, "{what}");
         assert!(err.contains("refusing layer sha256:"), "{what}: {err}");
-        assert!(err.contains(message), "{what}: expected {message:?} in {err}");
+        assert!(
+            err.contains(message),
+            "{what}: expected {message:?} in {err}"
+        );
         assert_eq!(err.lines().count(), 1, "{what}: one clear sentence: {err}");
 
         // Nothing outside changed; nothing of the layer is left in the store.
         let meta = fs::metadata(canary_dir.join("file")).unwrap();
-        assert_eq!(fs::read(canary_dir.join("file")).unwrap(), b"canary", "{what}");
+        assert_eq!(
+            fs::read(canary_dir.join("file")).unwrap(),
+            b"canary",
+            "{what}"
+        );
         assert_eq!(meta.nlink(), 1, "{what}: the canary was hard-linked");
         assert_eq!(fs::read_dir(&canary_dir).unwrap().count(), 1, "{what}");
         assert!(!std::path::Path::new("/etc/.wh.passwd").exists());
-        let layers: Vec<_> = fs::read_dir(host.dir().join("root/images/layers")).unwrap().collect();
+        let layers: Vec<_> = fs::read_dir(host.dir().join("root/images/layers"))
+            .unwrap()
+            .collect();
         assert!(layers.is_empty(), "{what}: a refused layer left {layers:?}");
         assert_eq!(host.rbox_ok(&["images", "-q"]), "", "{what}");
     }

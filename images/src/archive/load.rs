@@ -4,7 +4,7 @@
 //! (`index.json` or `manifest.json`) are read and their layers unpacked.
 
 use std::collections::HashMap;
-use std::io::{Read, copy};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
@@ -44,11 +44,7 @@ fn clean(path: &Path) -> Option<PathBuf> {
     for c in path.components() {
         match c {
             Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
+            Component::ParentDir if !out.pop() => return None,
             _ => {}
         }
     }
@@ -103,7 +99,7 @@ impl ImageStore {
         let _adding = self.adding()?;
         let contents = self.ingest_archive(reader)?;
         if let Some(index) = contents.descriptions.get("index.json") {
-            self.load_oci(&contents, index)
+            self.load_oci(index)
         } else if let Some(manifest) = contents.descriptions.get("manifest.json") {
             self.load_docker(&contents, manifest)
         } else {
@@ -172,8 +168,14 @@ impl ImageStore {
                 let mut ingest = self.blobs.ingest(&d)?;
                 if !ingest.is_done() {
                     ingest.restart()?;
-                    let mut w = IngestWriter(&mut ingest);
-                    copy(&mut entry, &mut w).map_err(read_err)?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = entry.read(&mut buf).map_err(read_err)?;
+                        if n == 0 {
+                            break;
+                        }
+                        ingest.write(&buf[..n])?;
+                    }
                     ingest
                         .commit(Some(size))
                         .map_err(|e| archive_err(&name, e))?;
@@ -186,7 +188,7 @@ impl ImageStore {
         Ok(contents)
     }
 
-    fn load_oci(&self, contents: &Contents, index_bytes: &[u8]) -> Result<Vec<Loaded>> {
+    fn load_oci(&self, index_bytes: &[u8]) -> Result<Vec<Loaded>> {
         let index: oci_spec::image::ImageIndex =
             serde_json::from_slice(index_bytes).map_err(|e| archive_err("index.json", e))?;
         let mut loaded = Vec::new();
@@ -216,7 +218,6 @@ impl ImageStore {
             let (id, names) = self.load_manifest(digest, &bytes, from_index, name.as_slice())?;
             loaded.push(Loaded { id, names });
         }
-        let _ = contents;
         Ok(loaded)
     }
 
@@ -341,20 +342,5 @@ fn layer_media_type(file: &mut impl Read) -> &'static str {
         [0x1f, 0x8b, ..] => "application/vnd.oci.image.layer.v1.tar+gzip",
         [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.oci.image.layer.v1.tar+zstd",
         _ => "application/vnd.oci.image.layer.v1.tar",
-    }
-}
-
-/// Adapts an ingest to `io::Write` for `io::copy`.
-struct IngestWriter<'a>(&'a mut crate::store::blobs::Ingest);
-
-impl std::io::Write for IngestWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .write(buf)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }

@@ -144,14 +144,14 @@ pub(crate) fn erase_in(path: &Path, registry: &str) -> Result<bool> {
 
 /// Read-modify-write of the `auths` map under a lock; the file stays private (0600).
 fn update(path: &Path, f: impl FnOnce(&mut Map<String, Value>) -> bool) -> Result<bool> {
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .at(dir)?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .at(dir)?;
     }
     let lock_path = path.with_extension("json.lock");
     let _lock = FileLock::exclusive(&lock_path).at(&lock_path)?;

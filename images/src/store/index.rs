@@ -95,10 +95,10 @@ impl Records {
     /// Finds an image the way Docker does: by name (`busybox`, `busybox:1`,
     /// `busybox@sha256:…`), else by full or abbreviated ID (`sha256:…`, `3f57d9401f8d`).
     pub fn find(&self, query: &str) -> Result<&ImageRecord> {
-        if let Ok(r) = Reference::parse(query) {
-            if let Some(found) = self.by_reference(&r) {
-                return Ok(found);
-            }
+        if let Ok(r) = Reference::parse(query)
+            && let Some(found) = self.by_reference(&r)
+        {
+            return Ok(found);
         }
         let hex = query.strip_prefix("sha256:").unwrap_or(query);
         let is_hex = !hex.is_empty()

@@ -120,7 +120,11 @@ pub fn unpack(blob: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> 
         unpacker.entry(&mut entry)?;
     }
     unpacker.finish()?;
-    let (diff_id, _) = archive.into_inner().inner.finish().map_err(UnpackError::Read)?;
+    let (diff_id, _) = archive
+        .into_inner()
+        .inner
+        .finish()
+        .map_err(UnpackError::Read)?;
     Ok(UnpackStats {
         diff_id,
         size: unpacker.size,
@@ -499,7 +503,10 @@ impl Unpacker {
             if written != expected {
                 return Err(UnpackError::Read(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("{}: {written} of {expected} bytes: the layer is truncated", lossy(&raw)),
+                    format!(
+                        "{}: {written} of {expected} bytes: the layer is truncated",
+                        lossy(&raw)
+                    ),
                 )));
             }
             meta.apply(file.as_fd(), &raw)?;
