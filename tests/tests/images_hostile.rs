@@ -142,3 +142,40 @@ fn a_layer_whose_content_does_not_match_its_diff_id_is_refused() {
     assert!(err.contains("does not match its diffID"), "{err}");
     assert_eq!(host.rbox_ok(&["images", "-q"]), "");
 }
+
+#[test]
+fn an_archive_blob_that_does_not_match_its_digest_is_refused() {
+    let host = Host::new("tampered");
+    // The test image's archive with one byte of its layer blob changed.
+    let original = fs::read(rbox_tests::test_image_dir().join("busybox.tar")).unwrap();
+    let mut out = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(&original[..]);
+    let mut tampered = None;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        let path = entry.path().unwrap().into_owned();
+        if tampered.is_none() && path.starts_with("./blobs/sha256") && data.len() > 100_000 {
+            data[50_000] ^= 0xff;
+            tampered = Some(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        let mut header = entry.header().clone();
+        out.append_data(&mut header, &path, &data[..]).unwrap();
+    }
+    let tampered = tampered.expect("the layer blob");
+    let path = host.dir().join("tampered.tar");
+    fs::write(&path, out.into_inner().unwrap()).unwrap();
+    let (code, err) = host.rbox_fails(&["load", "-i", path.to_str().unwrap()]);
+    assert_eq!(code, 125);
+    assert!(err.contains("does not match its digest"), "{err}");
+    assert!(
+        !host
+            .dir()
+            .join("root/images/blobs/sha256")
+            .join(&tampered)
+            .exists(),
+        "the bad blob is never visible"
+    );
+    assert_eq!(host.rbox_ok(&["images", "-q"]), "");
+}

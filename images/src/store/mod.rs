@@ -447,3 +447,104 @@ pub fn familiar(full: &str) -> String {
         Err(_) => full.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `docker save` archive of one single-file image.
+    fn archive(name: &str, content: &[u8]) -> Vec<u8> {
+        let tar_of = |files: &[(&str, &[u8])]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (path, data) in files {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(0);
+                b.append_data(&mut h, path, *data).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let layer = tar_of(&[("f", content)]);
+        let config = json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer)]}})
+        .to_string();
+        let manifest =
+            json!([{"Config": "c.json", "RepoTags": [name], "Layers": ["l.tar"]}]).to_string();
+        tar_of(&[
+            ("c.json", config.as_bytes()),
+            ("l.tar", &layer),
+            ("manifest.json", manifest.as_bytes()),
+        ])
+    }
+
+    #[test]
+    fn garbage_is_kept_while_content_is_being_added_and_collected_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        store.load(&archive("a:1", b"one")[..]).unwrap();
+        let blobs_before = store.blobs.list().len();
+        assert_eq!(blobs_before, 3); // config, layer, manifest
+        {
+            let _pull_in_progress = store.adding().unwrap();
+            store.remove("a:1", false).unwrap();
+            assert!(store.resolve("a:1").is_err(), "the record goes at once");
+            assert_eq!(
+                store.blobs.list().len(),
+                blobs_before,
+                "content stays while adding"
+            );
+        }
+        store.collect_garbage().unwrap();
+        assert!(store.blobs.list().is_empty());
+        assert!(store.layers.entries().is_empty());
+    }
+
+    #[test]
+    fn a_layer_left_half_unpacked_is_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let bytes = archive("a:1", b"one");
+        // A process died while unpacking: its temporary directory is still there.
+        store.load(&bytes[..]).unwrap();
+        let image = store.resolve("a:1").unwrap();
+        let layer = &image.layers[0];
+        store.remove("a:1", false).unwrap();
+        let tmp = store
+            .dir()
+            .join("layers")
+            .join(format!("{}.tmp", layer.hex()));
+        fs::create_dir_all(tmp.join("diff/junk")).unwrap();
+        store.load(&bytes[..]).unwrap();
+        assert!(!tmp.exists());
+        let diff = store.layers.diff_dir(layer);
+        assert_eq!(fs::read(diff.join("f")).unwrap(), b"one");
+        assert!(!diff.join("junk").exists());
+    }
+
+    #[test]
+    fn rmi_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        store.load(&archive("a:1", b"same")[..]).unwrap();
+        store.load(&archive("a:2", b"same")[..]).unwrap();
+        let id = store.resolve("a:1").unwrap().id;
+        assert_eq!(store.resolve("a:2").unwrap().id, id);
+        // By ID with two names: must be forced.
+        let err = store.remove(id.short(), false).unwrap_err();
+        assert!(
+            matches!(err, Error::MultipleNames { count: 2, .. }),
+            "{err}"
+        );
+        // By one name: untag only.
+        assert_eq!(store.remove("a:2", false).unwrap(), vec!["Untagged: a:2"]);
+        let lines = store.remove(id.short(), false).unwrap();
+        assert_eq!(
+            lines,
+            vec!["Untagged: a:1".to_string(), format!("Deleted: {id}")]
+        );
+        assert!(store.list().unwrap().is_empty());
+    }
+}
