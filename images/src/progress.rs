@@ -111,18 +111,24 @@ impl ConsoleProgress {
         };
         let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
         let bar = bars.entry(digest.clone()).or_insert_with(|| {
+            // A plain line until the size is known, then a bar.
             let bar = multi.add(ProgressBar::new(0));
-            bar.set_style(
-                ProgressStyle::with_template("{prefix}: {msg:20} {bar:30} {bytes}/{total_bytes}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
+            bar.set_style(ProgressStyle::with_template("{prefix}: {msg}").expect("valid template"));
             bar.set_prefix(digest.short().to_string());
             bar
         });
         match state {
             LayerState::Downloading { done, total } => {
-                bar.set_length(total);
+                if bar.length() != Some(total) {
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix}: {msg:20} {bar:30} {bytes}/{total_bytes}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_length(total);
+                }
                 bar.set_position(done);
                 bar.set_message("Downloading");
             }
