@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::fcntl::{Flock, FlockArg};
 
 /// An flock(2) held on a lock file until dropped.
-pub struct FileLock(#[allow(dead_code)] Flock<File>);
+pub struct FileLock {
+    _held: Flock<File>,
+}
 
 impl FileLock {
     fn open(path: &Path) -> io::Result<File> {
@@ -23,7 +25,7 @@ impl FileLock {
     fn take(path: &Path, arg: FlockArg) -> io::Result<Option<FileLock>> {
         let file = Self::open(path)?;
         match Flock::lock(file, arg) {
-            Ok(lock) => Ok(Some(FileLock(lock))),
+            Ok(lock) => Ok(Some(FileLock { _held: lock })),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
             Err((_, e)) => Err(io::Error::from(e)),
         }

@@ -65,7 +65,7 @@ declare -A median
 measure() {
     local name=$1 prepare=$2 cmd=$3 runs=${4:-$RUNS} times=()
     for _ in $(seq "$runs"); do
-        eval "$prepare" >/dev/null 2>&1
+        eval "$prepare" >/dev/null 2>&1 || true
         local t0 t1
         t0=$(date +%s%N)
         eval "$cmd" >/dev/null 2>"$work/err" || { echo "$name failed:"; cat "$work/err"; exit 1; }
