@@ -44,7 +44,8 @@ storage:
 http:
   addr: 127.0.0.1:5000
 YML
-in_ns docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+# Not through in_ns (a function: `&` would fork a subshell): $! is then the registry.
+ip netns exec "$ns" docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 registry_pid=$!
 for _ in $(seq 100); do in_ns curl -s -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.1; done
 
