@@ -309,3 +309,133 @@ mod tests {
         ]);
     }
 }
+
+/// Against the real kernel, each in a private network namespace of its own (root).
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+    use crate::nft::{Element, Set, datatype, NatKind, REG_2};
+    use std::process::Command;
+
+    /// Runs `f` on a thread inside a fresh network namespace; commands it spawns run there too.
+    fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (needs root)");
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    fn nft_list() -> String {
+        let out = Command::new("nft").args(["list", "ruleset"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn rules(short: &str, internal: bool) -> NetworkRules {
+        NetworkRules {
+            short_id: short.into(),
+            bridge: format!("br-{short}"),
+            subnets: vec!["172.18.0.0/16".parse().unwrap()],
+            internal,
+            masquerade: true,
+        }
+    }
+
+    #[test]
+    fn network_rules_install_once_and_remove_cleanly() {
+        in_private_netns(|| {
+            // Someone else's table must survive everything we do.
+            let st = Command::new("nft").args(["add table ip other; add chain ip other c { type filter hook forward priority 0; policy drop; }"]).status().unwrap();
+            assert!(st.success());
+            let (a, b) = (rules("aaaaaaaaaaaa", false), rules("bbbbbbbbbbbb", true));
+            assert!(Firewall.ensure_network(&a).unwrap());
+            assert!(!Firewall.ensure_network(&a).unwrap(), "second ensure is a no-op");
+            assert!(Firewall.ensure_network(&b).unwrap());
+            let text = nft_list();
+            for want in [
+                "table inet rbox",
+                "type filter hook forward priority filter; policy accept;",
+                "oifname \"br-aaaaaaaaaaaa\" jump net-aaaaaaaaaaaa-in comment \"rbox-net:aaaaaaaaaaaa\"",
+                "iifname \"br-aaaaaaaaaaaa\" jump net-aaaaaaaaaaaa-out",
+                "type nat hook postrouting priority srcnat; policy accept;",
+                "ip saddr 172.18.0.0/16 jump net-aaaaaaaaaaaa-nat",
+                "ct state established,related accept",
+                "oifname != \"br-aaaaaaaaaaaa\" masquerade",
+                "chain net-bbbbbbbbbbbb-out",
+            ] {
+                assert!(text.contains(want), "missing {want:?} in:\n{text}");
+            }
+            assert!(!text.contains("net-bbbbbbbbbbbb-nat"), "internal networks are not masqueraded");
+            Firewall.remove_network(&a).unwrap();
+            let text = nft_list();
+            assert!(!text.contains("aaaaaaaaaaaa"), "{text}");
+            assert!(text.contains("net-bbbbbbbbbbbb-in"));
+            Firewall.remove_network(&b).unwrap();
+            Firewall.remove_network(&b).unwrap();
+            let text = nft_list();
+            assert!(!text.contains("net-"), "{text}");
+            assert!(text.contains("table ip other") && text.contains("policy drop"), "foreign table untouched:\n{text}");
+        });
+    }
+
+    #[test]
+    fn a_failing_batch_changes_nothing() {
+        in_private_netns(|| {
+            let mut b = rules("cccccccccccc", false).install();
+            // A jump to a chain that does not exist makes the kernel refuse the whole batch.
+            b.add_rule(&Rule { chain: "forward".into(), exprs: vec![Expr::Verdict(Verdict::Jump("missing".into()))], comment: None });
+            let err = Nft::open().unwrap().apply(&b).unwrap_err().to_string();
+            assert!(err.contains("missing"), "{err}");
+            assert!(!nft_list().contains("rbox"), "nothing of the batch was applied");
+        });
+    }
+
+    /// What port publishing needs: `ip daddr . th dport` → `addr . port` DNAT maps.
+    #[test]
+    fn dnat_map_with_concatenated_keys() {
+        in_private_netns(|| {
+            let ipv4_port = datatype::concat(&[datatype::IPV4_ADDR, datatype::INET_SERVICE]);
+            let mut b = Batch::new(FAMILY, TABLE);
+            b.add_table();
+            b.add_chain(&Chain {
+                name: "prerouting".into(),
+                base: Some(BaseChain { kind: "nat", hook: Hook::Prerouting, priority: -100 }),
+            });
+            b.add_set(
+                &Set { name: "publish4".into(), flags: 0, key_type: ipv4_port, key_len: 8, fields: vec![4, 2], data: Some((ipv4_port, 8)) },
+                1,
+            );
+            let key = [[10, 0, 0, 1, 0x1f, 0x90, 0, 0]].concat(); // 10.0.0.1 . 8080
+            let data = [[172, 18, 0, 2, 0, 80, 0, 0]].concat(); // 172.18.0.2 . 80
+            b.add_elements("publish4", &[Element { key, data: Some(data) }], true);
+            b.add_rule(&Rule {
+                chain: "prerouting".into(),
+                exprs: vec![
+                    Expr::Meta { key: MetaKey::Nfproto, dreg: REG_1 },
+                    Expr::Cmp { sreg: REG_1, op: CmpOp::Eq, data: vec![2] },
+                    Expr::Meta { key: MetaKey::L4proto, dreg: REG_1 },
+                    Expr::Cmp { sreg: REG_1, op: CmpOp::Eq, data: vec![6] },
+                    Expr::Payload { base: PayloadBase::Network, offset: 16, len: 4, dreg: REG_1 },
+                    Expr::Payload { base: PayloadBase::Transport, offset: 2, len: 2, dreg: REG_2 },
+                    Expr::Lookup { set: "publish4".into(), sreg: REG_1, dreg: Some(REG_1) },
+                    Expr::Nat { kind: NatKind::Dnat, family: Family::Ipv4, addr_reg: REG_1, proto_reg: Some(REG_2) },
+                ],
+                comment: None,
+            });
+            Nft::open().unwrap().apply(&b).unwrap();
+            let text = nft_list();
+            for want in [
+                "map publish4 {",
+                "type ipv4_addr . inet_service : ipv4_addr . inet_service",
+                "10.0.0.1 . 8080 : 172.18.0.2 . 80",
+                "dnat ip to ip daddr . tcp dport map @publish4",
+            ] {
+                assert!(text.contains(want), "missing {want:?} in:\n{text}");
+            }
+        });
+    }
+}
