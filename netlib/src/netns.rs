@@ -52,8 +52,8 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// Creates a network namespace pinned at `pin` with `lo` left for the caller to bring
-/// up; returns a NETLINK_ROUTE socket inside it. On error nothing is left at `pin`.
+/// Creates a network namespace pinned at `pin`, with IPv4 forwarding off and `lo` left
+/// for the caller to bring up; returns a NETLINK_ROUTE socket inside it. On error nothing is left at `pin`.
 pub fn create(pin: &Path) -> Result<OwnedFd> {
     in_helper_thread(|| {
         unshare(CloneFlags::CLONE_NEWNET).map_err(err("create network namespace for", pin))?;
@@ -70,7 +70,17 @@ pub fn create(pin: &Path) -> Result<OwnedFd> {
             None::<&str>,
         )
         .map_err(err("pin network namespace at", pin));
-        let socket = pinned.and_then(|()| route_socket(pin));
+        // A new namespace may inherit forwarding from the host's: a container on two
+        // networks must not route between them.
+        let socket = pinned
+            .and_then(|()| {
+                fs::write("/proc/sys/net/ipv4/ip_forward", "0").map_err(|source| NetnsError::Io {
+                    action: "turn off forwarding in",
+                    path: pin.to_path_buf(),
+                    source,
+                })
+            })
+            .and_then(|()| route_socket(pin));
         if socket.is_err() {
             let _ = remove(pin);
         }

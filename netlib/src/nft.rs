@@ -79,6 +79,7 @@ const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_DATA_TYPE: u16 = 6;
 const NFTA_SET_DATA_LEN: u16 = 7;
 const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_USERDATA: u16 = 13;
 const NFTA_SET_DESC: u16 = 9;
 const NFTA_SET_DESC_CONCAT: u16 = 2;
 const NFTA_SET_FIELD_LEN: u16 = 1;
@@ -95,7 +96,8 @@ pub const SET_F_CONCAT: u32 = 0x80;
 
 /// Data types as `nft` names them (kernel-opaque; `nft list` prints by them).
 pub mod datatype {
-    pub const VERDICT: u32 = 1;
+    /// The kernel's `NFT_DATA_VERDICT`: the data type of verdict maps.
+    pub const VERDICT: u32 = 0xffff_ff00;
     pub const IPV4_ADDR: u32 = 7;
     pub const IPV6_ADDR: u32 = 8;
     pub const INET_SERVICE: u32 = 13;
@@ -229,7 +231,15 @@ pub struct Set {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
     pub key: Vec<u8>,
-    pub data: Option<Vec<u8>>,
+    pub data: Option<Data>,
+}
+
+/// What a map element maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    Value(Vec<u8>),
+    /// For verdict maps (`vmap`).
+    Verdict(Verdict),
 }
 
 /// One netlink message of a batch: type, extra flags and attributes.
@@ -363,9 +373,20 @@ impl Batch {
         a.u32(NFTA_SET_KEY_LEN, set.key_len);
         if let Some((ty, len)) = set.data {
             a.u32(NFTA_SET_DATA_TYPE, ty);
-            a.u32(NFTA_SET_DATA_LEN, len);
+            if ty != datatype::VERDICT {
+                a.u32(NFTA_SET_DATA_LEN, len);
+            }
         }
         a.u32(NFTA_SET_ID, id);
+        if set.key_type == datatype::IFNAME {
+            // nft's set userdata: key byte order = host (strings are stored as they are);
+            // without it `nft list` cannot print the keys.
+            const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
+            const BYTEORDER_HOST_ENDIAN: u32 = 1;
+            let mut udata = vec![NFTNL_UDATA_SET_KEYBYTEORDER, 4];
+            udata.extend_from_slice(&BYTEORDER_HOST_ENDIAN.to_ne_bytes());
+            a.bytes(NFTA_SET_USERDATA, &udata);
+        }
         if !set.fields.is_empty() {
             a.nested(NFTA_SET_DESC, |d| {
                 d.nested(NFTA_SET_DESC_CONCAT, |c| {
@@ -405,8 +426,12 @@ impl Batch {
             for el in elements {
                 list.nested(NFTA_LIST_ELEM, |e| {
                     e.nested(NFTA_SET_ELEM_KEY, |k| k.bytes(NFTA_DATA_VALUE, &el.key));
-                    if let Some(data) = &el.data {
-                        e.nested(NFTA_SET_ELEM_DATA, |d| d.bytes(NFTA_DATA_VALUE, data));
+                    match &el.data {
+                        Some(Data::Value(v)) => e.nested(NFTA_SET_ELEM_DATA, |d| d.bytes(NFTA_DATA_VALUE, v)),
+                        Some(Data::Verdict(v)) => {
+                            e.nested(NFTA_SET_ELEM_DATA, |d| d.nested(NFTA_DATA_VERDICT, |vd| encode_verdict(vd, v)))
+                        }
+                        None => {}
                     }
                 });
             }
