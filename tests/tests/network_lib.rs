@@ -35,6 +35,8 @@ fn run_inside_with(host: &Host, name: &str, env: &[(&str, String)]) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
+    // Pass on what the inner test measured and said.
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     let stdout = expect_ok(&format!("{name} inside lab {}", host.name()), out);
     assert!(stdout.contains("1 passed"), "inner test did not run:\n{stdout}");
 }
