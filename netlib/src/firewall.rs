@@ -35,8 +35,8 @@
 use ipnet::IpNet;
 
 use crate::nft::{
-    self, Batch, BaseChain, Chain, CmpOp, CtKey, Data, Element, Expr, Family, Hook, MetaKey, Nft, NftError,
-    PayloadBase, REG_1, Rule, Set, Verdict, datatype,
+    self, BaseChain, Batch, Chain, CmpOp, CtKey, Data, Element, Expr, Family, Hook, MetaKey, Nft,
+    NftError, PayloadBase, REG_1, Rule, Set, Verdict, datatype,
 };
 
 const IFNAMSIZ: usize = 16;
@@ -82,9 +82,12 @@ impl TableBase {
         for chain in Self::chains() {
             b.add_chain(&chain);
         }
-        for (id, (map, key)) in [(Self::FORWARD_IN, MetaKey::Oifname), (Self::FORWARD_OUT, MetaKey::Iifname)]
-            .into_iter()
-            .enumerate()
+        for (id, (map, key)) in [
+            (Self::FORWARD_IN, MetaKey::Oifname),
+            (Self::FORWARD_OUT, MetaKey::Iifname),
+        ]
+        .into_iter()
+        .enumerate()
         {
             b.add_set(
                 &Set {
@@ -140,7 +143,8 @@ impl NetworkRules {
         if with_base {
             TableBase::install(&mut b);
         }
-        let (in_chain, out_chain, nat_chain) = (self.chain("in"), self.chain("out"), self.chain("nat"));
+        let (in_chain, out_chain, nat_chain) =
+            (self.chain("in"), self.chain("out"), self.chain("nat"));
         let nat = !self.internal && self.masquerade;
         for name in [&in_chain, &out_chain] {
             b.add_chain(&Chain {
@@ -160,20 +164,56 @@ impl NetworkRules {
             comment: None,
         };
         if !self.internal {
-            b.add_rule(&rule(&in_chain, [ct_state_in(CT_ESTABLISHED | CT_RELATED), vec![verdict(Verdict::Accept)]].concat()));
+            b.add_rule(&rule(
+                &in_chain,
+                [
+                    ct_state_in(CT_ESTABLISHED | CT_RELATED),
+                    vec![verdict(Verdict::Accept)],
+                ]
+                .concat(),
+            ));
         }
-        b.add_rule(&rule(&in_chain, [ifname(MetaKey::Iifname, CmpOp::Eq, &self.bridge), vec![verdict(Verdict::Accept)]].concat()));
-        b.add_rule(&rule(&in_chain, vec![Expr::Counter, verdict(Verdict::Drop)]));
-        let out = if self.internal { Verdict::Drop } else { Verdict::Accept };
+        b.add_rule(&rule(
+            &in_chain,
+            [
+                ifname(MetaKey::Iifname, CmpOp::Eq, &self.bridge),
+                vec![verdict(Verdict::Accept)],
+            ]
+            .concat(),
+        ));
+        b.add_rule(&rule(
+            &in_chain,
+            vec![Expr::Counter, verdict(Verdict::Drop)],
+        ));
+        let out = if self.internal {
+            Verdict::Drop
+        } else {
+            Verdict::Accept
+        };
         b.add_rule(&rule(&out_chain, vec![Expr::Counter, verdict(out)]));
         b.add_elements(TableBase::FORWARD_IN, &[self.jump_element(&in_chain)], true);
-        b.add_elements(TableBase::FORWARD_OUT, &[self.jump_element(&out_chain)], true);
+        b.add_elements(
+            TableBase::FORWARD_OUT,
+            &[self.jump_element(&out_chain)],
+            true,
+        );
         if nat {
-            b.add_rule(&rule(&nat_chain, [ifname(MetaKey::Oifname, CmpOp::Neq, &self.bridge), vec![Expr::Masquerade]].concat()));
+            b.add_rule(&rule(
+                &nat_chain,
+                [
+                    ifname(MetaKey::Oifname, CmpOp::Neq, &self.bridge),
+                    vec![Expr::Masquerade],
+                ]
+                .concat(),
+            ));
             for subnet in &self.subnets {
                 b.add_rule(&Rule {
                     chain: "postrouting".into(),
-                    exprs: [saddr_in(subnet), vec![verdict(Verdict::Jump(nat_chain.clone()))]].concat(),
+                    exprs: [
+                        saddr_in(subnet),
+                        vec![verdict(Verdict::Jump(nat_chain.clone()))],
+                    ]
+                    .concat(),
                     comment: Some(self.tag()),
                 });
             }
@@ -193,13 +233,22 @@ impl NetworkRules {
     pub fn remove(&self, listed: &[nft::ListedRule]) -> Batch {
         let mut b = Batch::new(FAMILY, TABLE);
         let tag = self.tag();
-        for r in listed.iter().filter(|r| r.comment.as_deref() == Some(tag.as_str())) {
+        for r in listed
+            .iter()
+            .filter(|r| r.comment.as_deref() == Some(tag.as_str()))
+        {
             b.delete_rule(&r.chain, r.handle);
         }
         // The map elements exist exactly when the chains do (one batch made both).
         if listed.iter().any(|r| r.chain == self.chain("in")) {
-            b.delete_elements(TableBase::FORWARD_IN, &[self.jump_element(&self.chain("in"))]);
-            b.delete_elements(TableBase::FORWARD_OUT, &[self.jump_element(&self.chain("out"))]);
+            b.delete_elements(
+                TableBase::FORWARD_IN,
+                &[self.jump_element(&self.chain("in"))],
+            );
+            b.delete_elements(
+                TableBase::FORWARD_OUT,
+                &[self.jump_element(&self.chain("out"))],
+            );
         }
         for suffix in ["in", "out", "nat"] {
             let chain = self.chain(suffix);
@@ -253,14 +302,31 @@ fn ifname_key(name: &str) -> Vec<u8> {
 
 /// `iifname/oifname ==/!= NAME`.
 fn ifname(key: MetaKey, op: CmpOp, name: &str) -> Vec<Expr> {
-    vec![Expr::Meta { key, dreg: REG_1 }, Expr::Cmp { sreg: REG_1, op, data: ifname_key(name) }]
+    vec![
+        Expr::Meta { key, dreg: REG_1 },
+        Expr::Cmp {
+            sreg: REG_1,
+            op,
+            data: ifname_key(name),
+        },
+    ]
 }
 
 /// `ip saddr NET` / `ip6 saddr NET` (with the family check an inet table needs).
 fn saddr_in(net: &IpNet) -> Vec<Expr> {
     let (nfproto, offset, addr, mask) = match net {
-        IpNet::V4(n) => (2u8, 12, n.network().octets().to_vec(), n.netmask().octets().to_vec()),
-        IpNet::V6(n) => (10u8, 8, n.network().octets().to_vec(), n.netmask().octets().to_vec()),
+        IpNet::V4(n) => (
+            2u8,
+            12,
+            n.network().octets().to_vec(),
+            n.netmask().octets().to_vec(),
+        ),
+        IpNet::V6(n) => (
+            10u8,
+            8,
+            n.network().octets().to_vec(),
+            n.netmask().octets().to_vec(),
+        ),
     };
     let len = addr.len() as u32;
     vec![
@@ -330,25 +396,53 @@ mod tests {
     #[test]
     fn install_batch_for_a_normal_network() {
         let b = rules(false).install(true);
-        let s: Vec<String> = b.summary.iter().map(|l| l.chars().take(60).collect()).collect();
-        assert_eq!(&s[..7], [
-            "add table rbox",
-            "add chain forward",
-            "add chain postrouting",
-            "add set forward_in",
-            "add rule forward [Meta { key: Oifname, dreg: 8 }, Lookup { s",
-            "add set forward_out",
-            "add rule forward [Meta { key: Iifname, dreg: 8 }, Lookup { s",
-        ]);
+        let s: Vec<String> = b
+            .summary
+            .iter()
+            .map(|l| l.chars().take(60).collect())
+            .collect();
+        assert_eq!(
+            &s[..7],
+            [
+                "add table rbox",
+                "add chain forward",
+                "add chain postrouting",
+                "add set forward_in",
+                "add rule forward [Meta { key: Oifname, dreg: 8 }, Lookup { s",
+                "add set forward_out",
+                "add rule forward [Meta { key: Iifname, dreg: 8 }, Lookup { s",
+            ]
+        );
         let own = rules(false).install(false).summary;
-        assert_eq!(own, b.summary[7..], "the network's part is the same with or without the base");
-        assert_eq!(&own[..3], ["add chain net-0123456789ab-in", "add chain net-0123456789ab-out", "add chain net-0123456789ab-nat"]);
+        assert_eq!(
+            own,
+            b.summary[7..],
+            "the network's part is the same with or without the base"
+        );
+        assert_eq!(
+            &own[..3],
+            [
+                "add chain net-0123456789ab-in",
+                "add chain net-0123456789ab-out",
+                "add chain net-0123456789ab-nat"
+            ]
+        );
         assert!(own[3].starts_with("add rule net-0123456789ab-in") && own[3].contains("State"));
         assert!(own[4].starts_with("add rule net-0123456789ab-in") && own[4].contains("Iifname"));
         assert!(own[5].starts_with("add rule net-0123456789ab-in") && own[5].contains("Drop"));
         assert!(own[6].starts_with("add rule net-0123456789ab-out") && own[6].contains("Accept"));
-        assert_eq!(own[7..9], ["add 1 element(s) to forward_in", "add 1 element(s) to forward_out"]);
-        assert!(own[9].starts_with("add rule net-0123456789ab-nat") && own[9].contains("Masquerade") && own[9].contains("Neq"));
+        assert_eq!(
+            own[7..9],
+            [
+                "add 1 element(s) to forward_in",
+                "add 1 element(s) to forward_out"
+            ]
+        );
+        assert!(
+            own[9].starts_with("add rule net-0123456789ab-nat")
+                && own[9].contains("Masquerade")
+                && own[9].contains("Neq")
+        );
         assert!(own[10].starts_with("add rule postrouting") && own[10].contains("[172, 18, 0, 0]"));
         assert_eq!(own.len(), 11);
     }
@@ -356,8 +450,16 @@ mod tests {
     #[test]
     fn internal_network_has_no_way_out_and_no_nat() {
         let b = rules(true).install(false);
-        assert!(!b.summary.iter().any(|l| l.contains("nat") || l.contains("Masquerade") || l.contains("State")));
-        let out: Vec<_> = b.summary.iter().filter(|l| l.starts_with("add rule net-0123456789ab-out")).collect();
+        assert!(
+            !b.summary
+                .iter()
+                .any(|l| l.contains("nat") || l.contains("Masquerade") || l.contains("State"))
+        );
+        let out: Vec<_> = b
+            .summary
+            .iter()
+            .filter(|l| l.starts_with("add rule net-0123456789ab-out"))
+            .collect();
         assert_eq!(out.len(), 1);
         assert!(out[0].contains("Drop"));
     }
@@ -365,21 +467,40 @@ mod tests {
     #[test]
     fn remove_batch_deletes_only_this_networks_rules() {
         let listed = [
-            ListedRule { chain: "postrouting".into(), handle: 4, comment: Some("rbox-net:0123456789ab".into()) },
-            ListedRule { chain: "postrouting".into(), handle: 5, comment: Some("rbox-net:ffffffffffff".into()) },
-            ListedRule { chain: "net-0123456789ab-in".into(), handle: 6, comment: None },
-            ListedRule { chain: "net-0123456789ab-out".into(), handle: 7, comment: None },
+            ListedRule {
+                chain: "postrouting".into(),
+                handle: 4,
+                comment: Some("rbox-net:0123456789ab".into()),
+            },
+            ListedRule {
+                chain: "postrouting".into(),
+                handle: 5,
+                comment: Some("rbox-net:ffffffffffff".into()),
+            },
+            ListedRule {
+                chain: "net-0123456789ab-in".into(),
+                handle: 6,
+                comment: None,
+            },
+            ListedRule {
+                chain: "net-0123456789ab-out".into(),
+                handle: 7,
+                comment: None,
+            },
         ];
         let b = rules(false).remove(&listed);
-        assert_eq!(b.summary, [
-            "delete rule postrouting handle 4",
-            "delete 1 element(s) from forward_in",
-            "delete 1 element(s) from forward_out",
-            "flush chain net-0123456789ab-in",
-            "delete chain net-0123456789ab-in",
-            "flush chain net-0123456789ab-out",
-            "delete chain net-0123456789ab-out",
-        ]);
+        assert_eq!(
+            b.summary,
+            [
+                "delete rule postrouting handle 4",
+                "delete 1 element(s) from forward_in",
+                "delete 1 element(s) from forward_out",
+                "flush chain net-0123456789ab-in",
+                "delete chain net-0123456789ab-in",
+                "flush chain net-0123456789ab-out",
+                "delete chain net-0123456789ab-out",
+            ]
+        );
     }
 }
 
@@ -387,14 +508,15 @@ mod tests {
 #[cfg(test)]
 mod kernel_tests {
     use super::*;
-    use crate::nft::{Data, Element, Set, datatype, NatKind, REG_2};
+    use crate::nft::{Data, Element, NatKind, REG_2, Set, datatype};
     use std::process::Command;
 
     /// Runs `f` on a thread inside a fresh network namespace; commands it spawns run there too.
     fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
             s.spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (needs root)");
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("unshare (needs root)");
                 f()
             })
             .join()
@@ -403,8 +525,15 @@ mod kernel_tests {
     }
 
     fn nft_list() -> String {
-        let out = Command::new("nft").args(["list", "ruleset"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -426,7 +555,10 @@ mod kernel_tests {
             assert!(st.success());
             let (a, b) = (rules("aaaaaaaaaaaa", false), rules("bbbbbbbbbbbb", true));
             assert!(Firewall.ensure_network(&a).unwrap());
-            assert!(!Firewall.ensure_network(&a).unwrap(), "second ensure is a no-op");
+            assert!(
+                !Firewall.ensure_network(&a).unwrap(),
+                "second ensure is a no-op"
+            );
             assert!(Firewall.ensure_network(&b).unwrap());
             let text = nft_list();
             for want in [
@@ -446,7 +578,10 @@ mod kernel_tests {
             ] {
                 assert!(text.contains(want), "missing {want:?} in:\n{text}");
             }
-            assert!(!text.contains("net-bbbbbbbbbbbb-nat"), "internal networks are not masqueraded");
+            assert!(
+                !text.contains("net-bbbbbbbbbbbb-nat"),
+                "internal networks are not masqueraded"
+            );
             Firewall.remove_network(&a).unwrap();
             let text = nft_list();
             assert!(!text.contains("aaaaaaaaaaaa"), "{text}");
@@ -455,7 +590,10 @@ mod kernel_tests {
             Firewall.remove_network(&b).unwrap();
             let text = nft_list();
             assert!(!text.contains("net-"), "{text}");
-            assert!(text.contains("table ip other") && text.contains("policy drop"), "foreign table untouched:\n{text}");
+            assert!(
+                text.contains("table ip other") && text.contains("policy drop"),
+                "foreign table untouched:\n{text}"
+            );
         });
     }
 
@@ -464,10 +602,17 @@ mod kernel_tests {
         in_private_netns(|| {
             let mut b = rules("cccccccccccc", false).install(true);
             // A jump to a chain that does not exist makes the kernel refuse the whole batch.
-            b.add_rule(&Rule { chain: "forward".into(), exprs: vec![Expr::Verdict(Verdict::Jump("missing".into()))], comment: None });
+            b.add_rule(&Rule {
+                chain: "forward".into(),
+                exprs: vec![Expr::Verdict(Verdict::Jump("missing".into()))],
+                comment: None,
+            });
             let err = Nft::open().unwrap().apply(&b).unwrap_err().to_string();
             assert!(err.contains("missing"), "{err}");
-            assert!(!nft_list().contains("rbox"), "nothing of the batch was applied");
+            assert!(
+                !nft_list().contains("rbox"),
+                "nothing of the batch was applied"
+            );
         });
     }
 
@@ -480,26 +625,77 @@ mod kernel_tests {
             b.add_table();
             b.add_chain(&Chain {
                 name: "prerouting".into(),
-                base: Some(BaseChain { kind: "nat", hook: Hook::Prerouting, priority: -100 }),
+                base: Some(BaseChain {
+                    kind: "nat",
+                    hook: Hook::Prerouting,
+                    priority: -100,
+                }),
             });
             b.add_set(
-                &Set { name: "publish4".into(), flags: 0, key_type: ipv4_port, key_len: 8, fields: vec![4, 2], data: Some((ipv4_port, 8)) },
+                &Set {
+                    name: "publish4".into(),
+                    flags: 0,
+                    key_type: ipv4_port,
+                    key_len: 8,
+                    fields: vec![4, 2],
+                    data: Some((ipv4_port, 8)),
+                },
                 1,
             );
             let key = [[10, 0, 0, 1, 0x1f, 0x90, 0, 0]].concat(); // 10.0.0.1 . 8080
             let data = [[172, 18, 0, 2, 0, 80, 0, 0]].concat(); // 172.18.0.2 . 80
-            b.add_elements("publish4", &[Element { key, data: Some(Data::Value(data)) }], true);
+            b.add_elements(
+                "publish4",
+                &[Element {
+                    key,
+                    data: Some(Data::Value(data)),
+                }],
+                true,
+            );
             b.add_rule(&Rule {
                 chain: "prerouting".into(),
                 exprs: vec![
-                    Expr::Meta { key: MetaKey::Nfproto, dreg: REG_1 },
-                    Expr::Cmp { sreg: REG_1, op: CmpOp::Eq, data: vec![2] },
-                    Expr::Meta { key: MetaKey::L4proto, dreg: REG_1 },
-                    Expr::Cmp { sreg: REG_1, op: CmpOp::Eq, data: vec![6] },
-                    Expr::Payload { base: PayloadBase::Network, offset: 16, len: 4, dreg: REG_1 },
-                    Expr::Payload { base: PayloadBase::Transport, offset: 2, len: 2, dreg: REG_2 },
-                    Expr::Lookup { set: "publish4".into(), sreg: REG_1, dreg: Some(REG_1) },
-                    Expr::Nat { kind: NatKind::Dnat, family: Family::Ipv4, addr_reg: REG_1, proto_reg: Some(REG_2) },
+                    Expr::Meta {
+                        key: MetaKey::Nfproto,
+                        dreg: REG_1,
+                    },
+                    Expr::Cmp {
+                        sreg: REG_1,
+                        op: CmpOp::Eq,
+                        data: vec![2],
+                    },
+                    Expr::Meta {
+                        key: MetaKey::L4proto,
+                        dreg: REG_1,
+                    },
+                    Expr::Cmp {
+                        sreg: REG_1,
+                        op: CmpOp::Eq,
+                        data: vec![6],
+                    },
+                    Expr::Payload {
+                        base: PayloadBase::Network,
+                        offset: 16,
+                        len: 4,
+                        dreg: REG_1,
+                    },
+                    Expr::Payload {
+                        base: PayloadBase::Transport,
+                        offset: 2,
+                        len: 2,
+                        dreg: REG_2,
+                    },
+                    Expr::Lookup {
+                        set: "publish4".into(),
+                        sreg: REG_1,
+                        dreg: Some(REG_1),
+                    },
+                    Expr::Nat {
+                        kind: NatKind::Dnat,
+                        family: Family::Ipv4,
+                        addr_reg: REG_1,
+                        proto_reg: Some(REG_2),
+                    },
                 ],
                 comment: None,
             });

@@ -39,13 +39,27 @@ fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> N
 /// removed here also disappears from mount namespaces copied after it was made.
 /// Call under the state lock (two callers would stack two bind mounts).
 pub fn prepare_dir(dir: &Path) -> Result<()> {
-    let shared = |d: &Path| mount(None::<&str>, d, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let shared = |d: &Path| {
+        mount(
+            None::<&str>,
+            d,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
     match shared(dir) {
         Ok(()) => Ok(()),
         // EINVAL: not a mount point yet.
         Err(nix::Error::EINVAL) => {
-            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(err("bind mount", dir))?;
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(err("bind mount", dir))?;
             shared(dir).map_err(err("make shared", dir))
         }
         Err(e) => Err(err("make shared", dir)(e)),
@@ -129,18 +143,15 @@ pub fn remove(pin: &Path) -> Result<()> {
     }
 }
 
-/// True when `pin` holds a mounted namespace (nsfs), not just an empty file.
-pub fn is_pinned(pin: &Path) -> bool {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(pin).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
-}
-
 fn route_socket(pin: &Path) -> Result<OwnedFd> {
-    let socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).map_err(|source| NetnsError::Io {
-        action: "open netlink socket in",
-        path: pin.to_path_buf(),
-        source,
-    })?;
+    let socket =
+        netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).map_err(|source| {
+            NetnsError::Io {
+                action: "open netlink socket in",
+                path: pin.to_path_buf(),
+                source,
+            }
+        })?;
     // SAFETY: `into_raw_fd` hands over sole ownership of a valid open descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
 }

@@ -30,7 +30,8 @@ fn run_inside(host: &Host, name: &str) {
 fn run_inside_with(host: &Host, name: &str, env: &[(&str, String)]) {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = host.command(exe);
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(INNER, "1");
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(INNER, "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -38,7 +39,10 @@ fn run_inside_with(host: &Host, name: &str, env: &[(&str, String)]) {
     // Pass on what the inner test measured and said.
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     let stdout = expect_ok(&format!("{name} inside lab {}", host.name()), out);
-    assert!(stdout.contains("1 passed"), "inner test did not run:\n{stdout}");
+    assert!(
+        stdout.contains("1 passed"),
+        "inner test did not run:\n{stdout}"
+    );
 }
 
 fn sh(script: &str) -> String {
@@ -47,7 +51,12 @@ fn sh(script: &str) -> String {
 }
 
 fn sh_fails(script: &str) -> bool {
-    !Command::new("sh").args(["-c", script]).output().unwrap().status.success()
+    !Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .unwrap()
+        .status
+        .success()
 }
 
 fn in_sandbox(pin: &Path, script: &str) -> String {
@@ -55,7 +64,10 @@ fn in_sandbox(pin: &Path, script: &str) -> String {
 }
 
 fn ping(pin: &Path, addr: &str) -> bool {
-    !sh_fails(&format!("nsenter --net={} ping -c1 -W1 {addr}", pin.display()))
+    !sh_fails(&format!(
+        "nsenter --net={} ping -c1 -W1 {addr}",
+        pin.display()
+    ))
 }
 
 fn open() -> Netlib {
@@ -104,12 +116,18 @@ fn create(netlib: &Netlib, name: &str, internal: bool) -> netlib::Network {
 
 /// Nothing of any sandbox is left: no veth, no pin, no lease, no endpoint record.
 fn assert_no_sandbox_leftovers() {
-    assert!(!sh("ip -o link").contains("veth"), "veth left:\n{}", sh("ip -o link"));
+    assert!(
+        !sh("ip -o link").contains("veth"),
+        "veth left:\n{}",
+        sh("ip -o link")
+    );
     let pins: Vec<_> = std::fs::read_dir("/run/rbox/netns").unwrap().collect();
     assert!(pins.is_empty(), "netns pins left: {pins:?}");
     assert!(!sh("mount").contains("/run/rbox/netns/"), "pin mounts left");
     for dir in ["leases", "endpoints", "sandboxes"] {
-        let left: Vec<_> = std::fs::read_dir(format!("/run/rbox/netlib/{dir}")).unwrap().collect();
+        let left: Vec<_> = std::fs::read_dir(format!("/run/rbox/netlib/{dir}"))
+            .unwrap()
+            .collect();
         assert!(left.is_empty(), "{dir} left: {left:?}");
     }
 }
@@ -117,11 +135,18 @@ fn assert_no_sandbox_leftovers() {
 #[test]
 fn two_containers_talk_and_teardown_leaves_nothing() {
     if !inner() {
-        return run_inside(&Host::new("lib-talk"), "two_containers_talk_and_teardown_leaves_nothing");
+        return run_inside(
+            &Host::new("lib-talk"),
+            "two_containers_talk_and_teardown_leaves_nothing",
+        );
     }
     let netlib = open();
     let net = create(&netlib, "localnet", false);
-    assert_eq!(net.ipam[0].subnet.to_string(), "172.18.0.0/16", "first free pool subnet");
+    assert_eq!(
+        net.ipam[0].subnet.to_string(),
+        "172.18.0.0/16",
+        "first free pool subnet"
+    );
     let bridge = format!("br-{}", &net.id[..12]);
 
     let t0 = Instant::now();
@@ -132,7 +157,9 @@ fn two_containers_talk_and_teardown_leaves_nothing() {
     let t1 = Instant::now();
     let ep_b = join(&netlib, &b, "localnet", "b");
     let second_join = t1.elapsed();
-    eprintln!("network setup (sandbox + endpoint + lease + files): first container {setup:?} (bridge and rules made), second {second_join:?} (join only)");
+    eprintln!(
+        "network setup (sandbox + endpoint + lease + files): first container {setup:?} (bridge and rules made), second {second_join:?} (join only)"
+    );
     assert!(second_join < Duration::from_millis(200));
 
     assert_eq!(addr(&ep_a), "172.18.0.2");
@@ -145,26 +172,51 @@ fn two_containers_talk_and_teardown_leaves_nothing() {
     // Inside: eth0 with address, MAC, default route; lo up; forwarding off.
     let pin_a = pin(&netlib, &a);
     assert_eq!(pin_a, Path::new("/run/rbox/netns").join(&a));
-    let inside = in_sandbox(&pin_a, "ip -o addr; ip route; ip -o link show eth0; cat /proc/sys/net/ipv4/ip_forward");
+    let inside = in_sandbox(
+        &pin_a,
+        "ip -o addr; ip route; ip -o link show eth0; cat /proc/sys/net/ipv4/ip_forward",
+    );
     assert!(inside.contains("inet 172.18.0.2/16"), "{inside}");
-    assert!(inside.contains("default via 172.18.0.1 dev eth0"), "{inside}");
+    assert!(
+        inside.contains("default via 172.18.0.1 dev eth0"),
+        "{inside}"
+    );
     assert!(inside.contains("link/ether 02:42:ac:12:00:02"), "{inside}");
-    assert!(inside.contains("lo ") && inside.contains("inet 127.0.0.1/8"), "{inside}");
-    assert!(inside.trim_end().ends_with('0'), "forwarding off in the sandbox:\n{inside}");
+    assert!(
+        inside.contains("lo ") && inside.contains("inet 127.0.0.1/8"),
+        "{inside}"
+    );
+    assert!(
+        inside.trim_end().ends_with('0'),
+        "forwarding off in the sandbox:\n{inside}"
+    );
     assert!(ping(&pin_a, &addr(&ep_b)), "a pings b");
     assert!(ping(&pin(&netlib, &b), &addr(&ep_a)), "b pings a");
     assert!(ping(&pin_a, "172.18.0.1"), "a pings its gateway");
 
     // Sandbox files.
     let hosts = std::fs::read_to_string(files_a.join("hosts")).unwrap();
-    assert!(hosts.contains("127.0.0.1\tlocalhost") && hosts.contains("10.1.1.1\tdb") && hosts.contains("172.18.0.2\thosta a"), "{hosts}");
-    assert_eq!(std::fs::read_to_string(files_a.join("hostname")).unwrap(), "hosta\n");
+    assert!(
+        hosts.contains("127.0.0.1\tlocalhost")
+            && hosts.contains("10.1.1.1\tdb")
+            && hosts.contains("172.18.0.2\thosta a"),
+        "{hosts}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files_a.join("hostname")).unwrap(),
+        "hosta\n"
+    );
     let resolv = std::fs::read_to_string(files_a.join("resolv.conf")).unwrap();
-    assert!(resolv.contains("nameserver 127.0.0.11") && resolv.contains("options ndots:0"), "{resolv}");
+    assert!(
+        resolv.contains("nameserver 127.0.0.11") && resolv.contains("options ndots:0"),
+        "{resolv}"
+    );
 
     // The DNS responder's view: one record file per network.
-    let records: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("/run/rbox/netlib/endpoints/{}.json", net.id)).unwrap()).unwrap();
+    let records: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/run/rbox/netlib/endpoints/{}.json", net.id)).unwrap(),
+    )
+    .unwrap();
     assert_eq!(records["endpoints"][&ep_a.id]["container_name"], "a");
 
     // inspect and rm through the CLI see the endpoints.
@@ -176,16 +228,25 @@ fn two_containers_talk_and_teardown_leaves_nothing() {
     let out = rbox(&["network", "rm", "localnet"]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("network localnet is in use by container(s) a, b"), "{err}");
+    assert!(
+        err.contains("network localnet is in use by container(s) a, b"),
+        "{err}"
+    );
 
     // Teardown.
     netlib.destroy_sandbox(&a).unwrap();
     netlib.destroy_sandbox(&b).unwrap();
     netlib.destroy_sandbox(&b).unwrap(); // twice is fine
     assert_no_sandbox_leftovers();
-    assert!(sh("nft list ruleset").contains(&format!("net-{}-in", &net.id[..12])), "rules stay with the network");
+    assert!(
+        sh("nft list ruleset").contains(&format!("net-{}-in", &net.id[..12])),
+        "rules stay with the network"
+    );
     netlib.remove_network("localnet").unwrap();
-    assert!(sh_fails(&format!("ip link show {bridge}")), "bridge removed with the network");
+    assert!(
+        sh_fails(&format!("ip link show {bridge}")),
+        "bridge removed with the network"
+    );
     let rules = sh("nft list ruleset");
     assert!(!rules.contains("net-"), "{rules}");
 }
@@ -193,7 +254,10 @@ fn two_containers_talk_and_teardown_leaves_nothing() {
 #[test]
 fn networks_are_isolated_and_a_two_network_container_does_not_route() {
     if !inner() {
-        return run_inside(&Host::new("lib-iso"), "networks_are_isolated_and_a_two_network_container_does_not_route");
+        return run_inside(
+            &Host::new("lib-iso"),
+            "networks_are_isolated_and_a_two_network_container_does_not_route",
+        );
     }
     let netlib = open();
     create(&netlib, "neta", false);
@@ -205,26 +269,52 @@ fn networks_are_isolated_and_a_two_network_container_does_not_route() {
     let (c, files_c) = sandbox(&netlib, "c");
     let ep_ca = join(&netlib, &c, "neta", "c");
     let ep_cb = join(&netlib, &c, "netb", "c");
-    assert_eq!((ep_ca.interface.as_str(), ep_cb.interface.as_str()), ("eth0", "eth1"));
-    assert!(ep_ca.default_route && !ep_cb.default_route, "default route through the first network");
+    assert_eq!(
+        (ep_ca.interface.as_str(), ep_cb.interface.as_str()),
+        ("eth0", "eth1")
+    );
+    assert!(
+        ep_ca.default_route && !ep_cb.default_route,
+        "default route through the first network"
+    );
     let (pa, pb, pc) = (pin(&netlib, &a), pin(&netlib, &b), pin(&netlib, &c));
 
     // c talks on both networks; a and b only on their own.
     assert!(ping(&pc, &addr(&ep_a)) && ping(&pc, &addr(&ep_b)));
     assert!(ping(&pa, &addr(&ep_ca)) && ping(&pb, &addr(&ep_cb)));
-    assert!(!ping(&pa, &addr(&ep_b)), "neta cannot reach netb through the host");
-    assert!(!ping(&pb, &addr(&ep_a)), "netb cannot reach neta through the host");
+    assert!(
+        !ping(&pa, &addr(&ep_b)),
+        "neta cannot reach netb through the host"
+    );
+    assert!(
+        !ping(&pb, &addr(&ep_a)),
+        "netb cannot reach neta through the host"
+    );
     // a routes to netb through c: c does not forward.
     let subnet_b = netlib.network("netb").unwrap().ipam[0].subnet;
-    in_sandbox(&pa, &format!("ip route add {subnet_b} via {}", addr(&ep_ca)));
+    in_sandbox(
+        &pa,
+        &format!("ip route add {subnet_b} via {}", addr(&ep_ca)),
+    );
     assert!(!ping(&pa, &addr(&ep_b)), "c routed between its networks");
     let hosts = std::fs::read_to_string(files_c.join("hosts")).unwrap();
-    assert!(hosts.contains(&format!("{}\tc", addr(&ep_ca))) && hosts.contains(&format!("{}\tc", addr(&ep_cb))), "{hosts}");
+    assert!(
+        hosts.contains(&format!("{}\tc", addr(&ep_ca)))
+            && hosts.contains(&format!("{}\tc", addr(&ep_cb))),
+        "{hosts}"
+    );
 
     // Hot-unplug and hot-plug on a live sandbox: a process keeps running in it.
-    let mut holder = Command::new("nsenter").arg(format!("--net={}", pc.display())).args(["sleep", "60"]).spawn().unwrap();
+    let mut holder = Command::new("nsenter")
+        .arg(format!("--net={}", pc.display()))
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
     netlib.leave(&c, "netb").unwrap();
-    assert!(sh_fails(&format!("nsenter --net={} ip link show eth1", pc.display())));
+    assert!(sh_fails(&format!(
+        "nsenter --net={} ip link show eth1",
+        pc.display()
+    )));
     assert!(!ping(&pb, &addr(&ep_cb)));
     let again = join(&netlib, &c, "netb", "c");
     assert_eq!(again.interface, "eth1");
@@ -236,7 +326,12 @@ fn networks_are_isolated_and_a_two_network_container_does_not_route() {
         netlib.destroy_sandbox(id).unwrap();
     }
     assert_no_sandbox_leftovers();
-    let removed: Vec<String> = netlib.prune().unwrap().into_iter().map(|n| n.name).collect();
+    let removed: Vec<String> = netlib
+        .prune()
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
     assert_eq!(removed, ["neta", "netb"]);
     assert!(!sh("ip -o link").contains("br-"));
 }
@@ -248,9 +343,19 @@ fn internal_network_has_no_way_out_and_others_are_masqueraded() {
     }
     let host = Host::new("lib-nat");
     let peer = Host::new("internet");
-    host.link("uplink", Some("198.51.100.1/24"), &peer, "eth0", Some("198.51.100.2/24"));
+    host.link(
+        "uplink",
+        Some("198.51.100.1/24"),
+        &peer,
+        "eth0",
+        Some("198.51.100.2/24"),
+    );
     let peer_pid = ("RBOX_LAB_PEER", peer.pid().to_string());
-    run_inside_with(&host, "internal_network_has_no_way_out_and_others_are_masqueraded", &[peer_pid]);
+    run_inside_with(
+        &host,
+        "internal_network_has_no_way_out_and_others_are_masqueraded",
+        &[peer_pid],
+    );
 }
 
 fn internal_inner() {
@@ -265,20 +370,37 @@ fn internal_inner() {
     let (po, ps) = (pin(&netlib, &o), pin(&netlib, &s));
 
     // The peer has no route to the containers: only masquerading gets replies back.
-    assert!(ping(&po, "198.51.100.2"), "normal network reaches the peer through masquerade");
-    assert!(!ep_s.default_route, "no default route on an internal network");
+    assert!(
+        ping(&po, "198.51.100.2"),
+        "normal network reaches the peer through masquerade"
+    );
+    assert!(
+        !ep_s.default_route,
+        "no default route on an internal network"
+    );
     let gateway = internal.ipam[0].gateway.unwrap();
-    assert!(ping(&ps, &gateway.to_string()), "the internal network's gateway answers");
+    assert!(
+        ping(&ps, &gateway.to_string()),
+        "the internal network's gateway answers"
+    );
     in_sandbox(&ps, &format!("ip route add default via {gateway}"));
     assert!(!ping(&ps, "198.51.100.2"), "internal network got out");
     // Nothing gets in, to either network, even for a peer with a route to it.
     let peer = format!("/proc/{}/ns/net", std::env::var("RBOX_LAB_PEER").unwrap());
-    sh(&format!("nsenter --net={peer} ip route add 172.16.0.0/12 via 198.51.100.1"));
+    sh(&format!(
+        "nsenter --net={peer} ip route add 172.16.0.0/12 via 198.51.100.1"
+    ));
     for target in [addr(&ep_o), addr(&ep_s)] {
-        assert!(sh_fails(&format!("nsenter --net={peer} ping -c1 -W1 {target}")), "peer reached {target}");
+        assert!(
+            sh_fails(&format!("nsenter --net={peer} ping -c1 -W1 {target}")),
+            "peer reached {target}"
+        );
     }
     let rules = sh("nft list table inet rbox");
-    assert!(rules.contains("masquerade") && rules.contains("drop"), "{rules}");
+    assert!(
+        rules.contains("masquerade") && rules.contains("drop"),
+        "{rules}"
+    );
     for id in [&o, &s] {
         netlib.destroy_sandbox(id).unwrap();
     }
@@ -310,23 +432,54 @@ fn a_failed_join_leaves_nothing() {
     assert!(sb.netns.is_none() && sb.endpoints.is_empty(), "{sb:?}");
     assert_eq!(std::fs::read_dir("/run/rbox/netns").unwrap().count(), 1);
     // A name already on the network.
-    let dup = EndpointConfig { container_name: "a".into(), ..Default::default() };
-    assert!(netlib.join(&b, "n1", dup).unwrap_err().to_string().contains("endpoint with name a already exists"));
+    let dup = EndpointConfig {
+        container_name: "a".into(),
+        ..Default::default()
+    };
+    assert!(
+        netlib
+            .join(&b, "n1", dup)
+            .unwrap_err()
+            .to_string()
+            .contains("endpoint with name a already exists")
+    );
 
     // A kernel failure after the lease: `eth1` already exists inside a's sandbox.
     let pa = pin(&netlib, &a);
     in_sandbox(&pa, "ip link add eth1 type veth peer name squat");
     let links_before = sh("ip -o link | wc -l");
-    let err = netlib.join(&a, "n2", EndpointConfig { container_name: "a".into(), ..Default::default() }).unwrap_err();
+    let err = netlib
+        .join(
+            &a,
+            "n2",
+            EndpointConfig {
+                container_name: "a".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
     assert!(err.to_string().contains("eth1"), "{err}");
     let sb = netlib.sandbox(&a).unwrap().unwrap();
     assert_eq!(sb.endpoints.len(), 1, "failed endpoint not recorded");
     let n2 = netlib.network("n2").unwrap();
-    assert!(!Path::new(&format!("/run/rbox/netlib/leases/{}.json", n2.id)).exists(), "lease released");
-    assert!(!Path::new(&format!("/run/rbox/netlib/endpoints/{}.json", n2.id)).exists(), "no record");
-    assert_eq!(sh("ip -o link | grep -c veth").trim(), "1", "only a's first veth");
+    assert!(
+        !Path::new(&format!("/run/rbox/netlib/leases/{}.json", n2.id)).exists(),
+        "lease released"
+    );
+    assert!(
+        !Path::new(&format!("/run/rbox/netlib/endpoints/{}.json", n2.id)).exists(),
+        "no record"
+    );
+    assert_eq!(
+        sh("ip -o link | grep -c veth").trim(),
+        "1",
+        "only a's first veth"
+    );
     // The bridge of n2 was made by the failed join and stays with the network (as rules do).
-    assert_eq!(links_before.trim().parse::<u32>().unwrap() + 1, sh("ip -o link | wc -l").trim().parse::<u32>().unwrap());
+    assert_eq!(
+        links_before.trim().parse::<u32>().unwrap() + 1,
+        sh("ip -o link | wc -l").trim().parse::<u32>().unwrap()
+    );
     assert!(ping(&pa, "172.18.0.1"), "a's first endpoint still works");
 
     netlib.destroy_sandbox(&a).unwrap();
@@ -337,7 +490,10 @@ fn a_failed_join_leaves_nothing() {
 #[test]
 fn twenty_concurrent_joins_get_twenty_addresses() {
     if !inner() {
-        return run_inside(&Host::new("lib-twenty"), "twenty_concurrent_joins_get_twenty_addresses");
+        return run_inside(
+            &Host::new("lib-twenty"),
+            "twenty_concurrent_joins_get_twenty_addresses",
+        );
     }
     create(&open(), "crowd", false);
     let threads: Vec<_> = (0..20)
@@ -360,7 +516,10 @@ fn twenty_concurrent_joins_get_twenty_addresses() {
         assert!(ping(&first, a), "{a} answers");
     }
     let bridge = format!("br-{}", &netlib.network("crowd").unwrap().id[..12]);
-    assert_eq!(sh(&format!("ip -o link show master {bridge} | wc -l")).trim(), "20");
+    assert_eq!(
+        sh(&format!("ip -o link show master {bridge} | wc -l")).trim(),
+        "20"
+    );
     for (id, _) in &results {
         netlib.destroy_sandbox(id).unwrap();
     }
@@ -387,7 +546,11 @@ fn none_host_and_reclaim() {
     join(&netlib, &h, "host", "h");
     let sb = netlib.sandbox(&h).unwrap().unwrap();
     assert!(sb.host_network && sb.netns.is_none());
-    assert!(netlib.join(&h, "bridge", EndpointConfig::default()).is_err());
+    assert!(
+        netlib
+            .join(&h, "bridge", EndpointConfig::default())
+            .is_err()
+    );
     // The default bridge: rbox0 with 172.17.0.1/16.
     let (d, _) = sandbox(&netlib, "d");
     let ep = join(&netlib, &d, "bridge", "d");

@@ -122,14 +122,27 @@ pub fn run(global: &GlobalOptions, command: NetworkCommand) -> Result<ExitCode> 
 
 fn create_request(args: &CreateArgs) -> Result<NetworkCreate> {
     let cidr = |what: &str, s: &String| -> Result<IpNet> {
-        s.parse().with_context(|| format!("invalid {what} {s:?}: give a CIDR such as 172.20.0.0/16"))
+        s.parse()
+            .with_context(|| format!("invalid {what} {s:?}: give a CIDR such as 172.20.0.0/16"))
     };
-    let subnets = args.subnet.iter().map(|s| cidr("subnet", s)).collect::<Result<Vec<_>>>()?;
-    let ip_ranges = args.ip_range.iter().map(|s| cidr("IP range", s)).collect::<Result<Vec<_>>>()?;
+    let subnets = args
+        .subnet
+        .iter()
+        .map(|s| cidr("subnet", s))
+        .collect::<Result<Vec<_>>>()?;
+    let ip_ranges = args
+        .ip_range
+        .iter()
+        .map(|s| cidr("IP range", s))
+        .collect::<Result<Vec<_>>>()?;
     let gateways = args
         .gateway
         .iter()
-        .map(|g| g.parse::<IpAddr>().with_context(|| format!("invalid gateway {g:?}: give an IP address such as 172.20.0.1")))
+        .map(|g| {
+            g.parse::<IpAddr>().with_context(|| {
+                format!("invalid gateway {g:?}: give an IP address such as 172.20.0.1")
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(NetworkCreate {
         name: args.name.clone(),
@@ -202,16 +215,31 @@ fn matches(network: &Network, filters: &[Filter]) -> bool {
         Filter::Name(v) => network.name.contains(v.as_str()),
         Filter::Id(v) => network.id.starts_with(v.as_str()),
         Filter::Driver(v) => &network.driver == v,
-        Filter::Label(k, v) => network.labels.get(k).is_some_and(|have| v.as_ref().is_none_or(|v| v == have)),
+        Filter::Label(k, v) => network
+            .labels
+            .get(k)
+            .is_some_and(|have| v.as_ref().is_none_or(|v| v == have)),
         Filter::Custom(custom) => network.is_predefined() != *custom,
     };
     let kind = |f: &Filter| std::mem::discriminant(f);
-    filters.iter().all(|f| filters.iter().filter(|g| kind(g) == kind(f)).any(test))
+    filters
+        .iter()
+        .all(|f| filters.iter().filter(|g| kind(g) == kind(f)).any(test))
 }
 
 fn ls(netlib: &Netlib, args: &LsArgs, filters: &[Filter]) -> Result<()> {
-    let networks: Vec<Network> = netlib.networks()?.into_iter().filter(|n| matches(n, filters)).collect();
-    let id = |n: &Network| if args.no_trunc { n.id.clone() } else { n.short_id().to_string() };
+    let networks: Vec<Network> = netlib
+        .networks()?
+        .into_iter()
+        .filter(|n| matches(n, filters))
+        .collect();
+    let id = |n: &Network| {
+        if args.no_trunc {
+            n.id.clone()
+        } else {
+            n.short_id().to_string()
+        }
+    };
     let mut out = std::io::stdout().lock();
     if args.quiet {
         for n in &networks {
@@ -219,15 +247,32 @@ fn ls(netlib: &Netlib, args: &LsArgs, filters: &[Filter]) -> Result<()> {
         }
         return Ok(());
     }
-    let mut rows = vec![["NETWORK ID".to_string(), "NAME".into(), "DRIVER".into(), "SCOPE".into()]];
-    rows.extend(networks.iter().map(|n| [id(n), n.name.clone(), n.driver.clone(), "local".into()]));
+    let mut rows = vec![[
+        "NETWORK ID".to_string(),
+        "NAME".into(),
+        "DRIVER".into(),
+        "SCOPE".into(),
+    ]];
+    rows.extend(
+        networks
+            .iter()
+            .map(|n| [id(n), n.name.clone(), n.driver.clone(), "local".into()]),
+    );
     write!(out, "{}", table(&rows))?;
     Ok(())
 }
 
 /// Columns as Docker's tabwriter lays them out (minimum width 10, padding 3; last column unpadded).
 fn table<const N: usize>(rows: &[[String; N]]) -> String {
-    let widths: Vec<usize> = (0..N).map(|c| rows.iter().map(|r| r[c].len() + 3).max().unwrap_or(0).max(10)).collect();
+    let widths: Vec<usize> = (0..N)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(10)
+        })
+        .collect();
     let mut out = String::new();
     for row in rows {
         for (c, cell) in row.iter().enumerate() {
@@ -256,13 +301,20 @@ fn inspect(netlib: &Netlib, names: &[String]) -> Result<ExitCode> {
     for name in &missing {
         eprintln!("rbox: no such network: {name}");
     }
-    Ok(if missing.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_RBOX_ERROR) })
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_RBOX_ERROR)
+    })
 }
 
 /// JSON indented by four spaces, as Docker prints it.
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut out,
+        serde_json::ser::PrettyFormatter::with_indent(b"    "),
+    );
     value.serialize(&mut ser)?;
     writeln!(out)?;
     Ok(())
@@ -279,7 +331,11 @@ fn rm(netlib: &Netlib, names: &[String]) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(EXIT_RBOX_ERROR) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(EXIT_RBOX_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn prune(netlib: &Netlib, force: bool) -> Result<()> {
@@ -310,8 +366,18 @@ mod tests {
     #[test]
     fn table_matches_dockers_layout() {
         let rows = [
-            ["NETWORK ID".to_string(), "NAME".into(), "DRIVER".into(), "SCOPE".into()],
-            ["6a2a8b5d1a2f".into(), "bridge".into(), "bridge".into(), "local".into()],
+            [
+                "NETWORK ID".to_string(),
+                "NAME".into(),
+                "DRIVER".into(),
+                "SCOPE".into(),
+            ],
+            [
+                "6a2a8b5d1a2f".into(),
+                "bridge".into(),
+                "bridge".into(),
+                "local".into(),
+            ],
         ];
         assert_eq!(
             table(&rows),
@@ -323,11 +389,22 @@ mod tests {
     fn filters_combine_like_dockers() {
         let mut net = netlib::defaults::predefined("bridge");
         net.labels.insert("env".into(), "prod".into());
-        let f = |items: &[&str]| parse_filters(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let f = |items: &[&str]| {
+            parse_filters(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        };
         assert!(matches(&net, &f(&["name=bri"])));
-        assert!(matches(&net, &f(&["name=nope", "name=bri"])), "same key: any");
-        assert!(!matches(&net, &f(&["name=bri", "driver=host"])), "different keys: all");
-        assert!(matches(&net, &f(&["label=env", "label=env=prod", "type=builtin"])));
+        assert!(
+            matches(&net, &f(&["name=nope", "name=bri"])),
+            "same key: any"
+        );
+        assert!(
+            !matches(&net, &f(&["name=bri", "driver=host"])),
+            "different keys: all"
+        );
+        assert!(matches(
+            &net,
+            &f(&["label=env", "label=env=prod", "type=builtin"])
+        ));
         assert!(!matches(&net, &f(&["label=env=dev"])));
         assert!(!matches(&net, &f(&["type=custom"])));
         assert!(matches(&net, &f(&[&format!("id={}", &net.id[..5])])));
@@ -347,8 +424,18 @@ mod tests {
             label: vec!["a".into()],
             opt: vec![opt.into()],
         };
-        assert!(create_request(&args("300.1.0.0/16", "k=v")).unwrap_err().to_string().contains("invalid subnet"));
-        assert!(create_request(&args("10.0.0.0/8", "novalue")).unwrap_err().to_string().contains("KEY=VALUE"));
+        assert!(
+            create_request(&args("300.1.0.0/16", "k=v"))
+                .unwrap_err()
+                .to_string()
+                .contains("invalid subnet")
+        );
+        assert!(
+            create_request(&args("10.0.0.0/8", "novalue"))
+                .unwrap_err()
+                .to_string()
+                .contains("KEY=VALUE")
+        );
         let req = create_request(&args("10.0.0.0/8", "k=v")).unwrap();
         assert_eq!(req.labels.get("a").map(String::as_str), Some(""));
     }
