@@ -402,9 +402,9 @@ impl Netlib {
             netns::prepare_dir(locked.netns_dir())?;
             let pin = locked.netns_path(container_id);
             self.kernel.create_sandbox(&pin)?;
-            let pin2 = pin.clone();
+            let (pin2, kernel) = (pin.clone(), &self.kernel);
             undo.push(move || {
-                let _ = netns::remove(&pin2);
+                let _ = kernel.remove_sandbox(&pin2);
             });
             sandbox.netns = Some(pin);
         }
@@ -475,6 +475,7 @@ impl Netlib {
             network: &network,
             endpoint: &endpoint,
             kernel: &self.kernel,
+            sandbox_closing: false,
         })?;
         let (net, ep, kernel) = (network.clone(), endpoint.clone(), &self.kernel);
         undo.push(move || {
@@ -482,6 +483,7 @@ impl Netlib {
                 network: &net,
                 endpoint: &ep,
                 kernel,
+                sandbox_closing: false,
             });
         });
 
@@ -529,7 +531,7 @@ impl Netlib {
             });
         };
         let endpoint = sandbox.endpoints.remove(pos);
-        let errors = self.teardown_endpoint(&locked, &endpoint);
+        let errors = self.teardown_endpoint(&locked, &endpoint, false);
         if sandbox.host_network && sandbox.endpoints.is_empty() {
             sandbox.host_network = false;
         }
@@ -595,7 +597,7 @@ impl Netlib {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if is_full_id(&name)
                     && !owned.contains(&name)
-                    && let Err(e) = netns::remove(&entry.path())
+                    && let Err(e) = self.kernel.remove_sandbox(&entry.path())
                 {
                     errors.push(e.into());
                 }
@@ -614,10 +616,10 @@ impl Netlib {
         };
         let mut errors = Vec::new();
         for endpoint in sandbox.endpoints.iter().rev() {
-            errors.extend(self.teardown_endpoint(locked, endpoint));
+            errors.extend(self.teardown_endpoint(locked, endpoint, true));
         }
         if let Some(pin) = &sandbox.netns
-            && let Err(e) = netns::remove(pin)
+            && let Err(e) = self.kernel.remove_sandbox(pin)
         {
             errors.push(e.into());
         }
@@ -626,7 +628,13 @@ impl Netlib {
     }
 
     /// Removes one endpoint: DNS hook, published record, kernel objects, lease.
-    fn teardown_endpoint(&self, locked: &Locked, endpoint: &Endpoint) -> Vec<Error> {
+    /// `sandbox_closing`: its namespace is being removed too.
+    fn teardown_endpoint(
+        &self,
+        locked: &Locked,
+        endpoint: &Endpoint,
+        sandbox_closing: bool,
+    ) -> Vec<Error> {
         let mut errors = Vec::new();
         let network = match locked.networks() {
             Ok(nets) => nets.into_iter().find(|n| n.id == endpoint.network_id),
@@ -662,6 +670,7 @@ impl Netlib {
                             network,
                             endpoint,
                             kernel: &self.kernel,
+                            sandbox_closing,
                         })
                         .into_iter()
                         .map(Error::from),

@@ -4,17 +4,18 @@
 //! connection, either in the host's namespace or in a sandbox's (through a socket
 //! opened there, see [`crate::netns`]). Nothing here shells out.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkFlags};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use tokio::runtime::Runtime;
@@ -52,10 +53,14 @@ fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-/// The netlink runtime and the host's rtnetlink connection (made on first use).
+/// The netlink runtime, the host's rtnetlink connection (made on first use) and one
+/// connection per sandbox touched (kept, so a join opens its sandbox's socket once).
 pub struct Kernel {
     rt: Runtime,
     host: OnceCell<Handle>,
+    /// Per pinned namespace: the handle and the task that owns the socket (which keeps
+    /// the namespace alive until it is closed).
+    sandboxes: RefCell<HashMap<PathBuf, (Handle, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Kernel {
@@ -67,6 +72,7 @@ impl Kernel {
         Ok(Kernel {
             rt,
             host: OnceCell::new(),
+            sandboxes: RefCell::new(HashMap::new()),
         })
     }
 
@@ -94,14 +100,33 @@ impl Kernel {
 
     /// Links inside the namespace pinned at `pin`.
     pub fn sandbox(&self, pin: &Path) -> Result<Links<'_>> {
+        if let Some((handle, _)) = self.sandboxes.borrow().get(pin) {
+            return Ok(Links {
+                rt: &self.rt,
+                handle: handle.clone(),
+            });
+        }
         let socket = netns::route_socket_in(pin)?;
-        self.connect(socket)
+        self.connect(pin, socket)
+    }
+
+    /// Closes our connection into the namespace at `pin` and unpins it (see
+    /// [`netns::remove`]): nothing of ours keeps it alive afterwards.
+    pub fn remove_sandbox(&self, pin: &Path) -> Result<()> {
+        let entry = self.sandboxes.borrow_mut().remove(pin);
+        if let Some((handle, task)) = entry {
+            drop(handle);
+            task.abort();
+            // Let the runtime drop the aborted task, and with it the socket.
+            let _ = self.rt.block_on(task);
+        }
+        Ok(netns::remove(pin)?)
     }
 
     /// Creates a namespace pinned at `pin`, with `lo` up; returns its links.
     pub fn create_sandbox(&self, pin: &Path) -> Result<Links<'_>> {
         let socket = netns::create(pin)?;
-        let links = self.connect(socket).and_then(|links| {
+        let links = self.connect(pin, socket).and_then(|links| {
             let lo = links.index("lo")?.ok_or_else(|| KernelError::Netlink {
                 op: "find lo in new sandbox".into(),
                 source: io::Error::from_raw_os_error(ENODEV),
@@ -110,19 +135,22 @@ impl Kernel {
             Ok(links)
         });
         if links.is_err() {
-            let _ = netns::remove(pin);
+            let _ = self.remove_sandbox(pin);
         }
         links
     }
 
-    fn connect(&self, socket: OwnedFd) -> Result<Links<'_>> {
+    fn connect(&self, pin: &Path, socket: OwnedFd) -> Result<Links<'_>> {
         let _enter = self.rt.enter();
         // SAFETY: we own `socket`, a valid netlink socket; ownership passes to TokioSocket.
         let socket = unsafe {
             <netlink_sys::TokioSocket as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd())
         };
         let (conn, handle, _) = rtnetlink::from_socket(socket);
-        self.rt.spawn(conn);
+        let task = self.rt.spawn(conn);
+        self.sandboxes
+            .borrow_mut()
+            .insert(pin.to_path_buf(), (handle.clone(), task));
         Ok(Links {
             rt: &self.rt,
             handle,
@@ -162,6 +190,11 @@ impl Links<'_> {
 
     /// The index of link `name`, if it exists.
     pub fn index(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.link(name)?.map(|(index, _)| index))
+    }
+
+    /// Index of link `name` and whether it is up, if it exists.
+    pub fn link(&self, name: &str) -> Result<Option<(u32, bool)>> {
         let req = self
             .handle
             .link()
@@ -173,7 +206,7 @@ impl Links<'_> {
             req.try_next().await
         });
         match res.map_err(to_io) {
-            Ok(msg) => Ok(msg.map(|m| m.header.index)),
+            Ok(msg) => Ok(msg.map(|m| (m.header.index, m.header.flags.contains(LinkFlags::Up)))),
             Err(e) if matches!(errno(&e), ENODEV | ENOENT) => Ok(None),
             Err(source) => Err(KernelError::Netlink {
                 op: format!("look up link {name}"),
@@ -185,6 +218,10 @@ impl Links<'_> {
     /// Creates bridge `name` (up, with `mac` so it does not change as ports come and go);
     /// returns its index and whether it was made now.
     pub fn create_bridge(&self, name: &str, mtu: Option<u32>, mac: [u8; 6]) -> Result<(u32, bool)> {
+        // The common case: it is there, up, from an earlier join.
+        if let Some((index, true)) = self.link(name)? {
+            return Ok((index, false));
+        }
         let mut msg = LinkBridge::new(name).address(mac.to_vec()).up();
         if let Some(mtu) = mtu {
             msg = msg.mtu(mtu);

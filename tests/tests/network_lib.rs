@@ -114,13 +114,21 @@ fn create(netlib: &Netlib, name: &str, internal: bool) -> netlib::Network {
         .unwrap()
 }
 
+/// No veth is left (waiting for the kernel's background cleanup of dead namespaces).
+fn assert_no_veth() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sh("ip -o link").contains("veth") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let links = sh("ip -o link");
+    assert!(!links.contains("veth"), "veth left:\n{links}");
+}
+
 /// Nothing of any sandbox is left: no veth, no pin, no lease, no endpoint record.
+/// (The veths of destroyed sandboxes go with their namespaces, which the kernel
+/// cleans up in the background: give it a moment.)
 fn assert_no_sandbox_leftovers() {
-    assert!(
-        !sh("ip -o link").contains("veth"),
-        "veth left:\n{}",
-        sh("ip -o link")
-    );
+    assert_no_veth();
     let pins: Vec<_> = std::fs::read_dir("/run/rbox/netns").unwrap().collect();
     assert!(pins.is_empty(), "netns pins left: {pins:?}");
     assert!(!sh("mount").contains("/run/rbox/netns/"), "pin mounts left");
@@ -564,7 +572,43 @@ fn none_host_and_reclaim() {
     let mut expected = vec![n.clone(), d.clone()];
     expected.sort();
     assert_eq!(reclaimed, expected);
-    assert!(!sh("ip -o link").contains("veth"));
+    assert_no_veth();
     netlib.destroy_sandbox(&h).unwrap();
+    assert_no_sandbox_leftovers();
+}
+
+/// Network setup time as `rbox run` pays it (sandbox + endpoint + lease + files, on a
+/// network whose bridge and rules exist), and teardown; medians over 30 containers.
+#[test]
+fn network_setup_time() {
+    if !inner() {
+        return run_inside(&Host::new("lib-time"), "network_setup_time");
+    }
+    let netlib = open();
+    create(&netlib, "timed", false);
+    let (warm, _) = sandbox(&netlib, "warm");
+    join(&netlib, &warm, "timed", "warm");
+    let (mut setup, mut teardown) = (Vec::new(), Vec::new());
+    for i in 0..30 {
+        let t = Instant::now();
+        let (id, _) = sandbox(&netlib, &format!("c{i}"));
+        join(&netlib, &id, "timed", &format!("c{i}"));
+        setup.push(t.elapsed());
+        let t = Instant::now();
+        netlib.destroy_sandbox(&id).unwrap();
+        teardown.push(t.elapsed());
+    }
+    setup.sort();
+    teardown.sort();
+    eprintln!(
+        "measured: network setup median {:?} (p90 {:?}, min {:?}); teardown median {:?}",
+        setup[15], setup[27], setup[0], teardown[15]
+    );
+    assert!(
+        setup[15] < Duration::from_millis(50),
+        "setup median {:?}",
+        setup[15]
+    );
+    netlib.destroy_sandbox(&warm).unwrap();
     assert_no_sandbox_leftovers();
 }
