@@ -26,6 +26,15 @@
 //! atomically by the kernel, and removed as one batch (map elements, its tagged
 //! postrouting jumps by handle, its chains).
 //!
+//! Other tools' forward chains with a `drop` policy (iptables-nft's `ip filter FORWARD`
+//! once Docker or ufw ran, for instance) would drop our networks' traffic whatever our
+//! table says, since a drop in any base chain is final. So, when a network's rules are
+//! installed, rbox puts two rules of its own at the top of each such chain:
+//! `oifname "br-X" accept` and `iifname "br-X" accept`, tagged `rbox-net:X` like the
+//! rest and removed with the network. They let through only our bridges' traffic, and
+//! only what our own chains accept (our `drop` verdicts stay final); nothing of the
+//! other tool's rules changes. Chains of legacy (non-nftables) iptables are out of reach.
+//!
 //! Port publishing plugs in without restructuring: it adds its own base chains to the
 //! table's base ([`TableBase`]: `prerouting` and `output`, nat, dstnat priority) with
 //! `ip daddr . th dport` DNAT maps (see the test `dnat_map_with_concatenated_keys`), a
@@ -221,6 +230,69 @@ impl NetworkRules {
         b
     }
 
+    /// One batch per other table with a forward chain whose policy is drop: our two
+    /// accept rules at the top of that chain.
+    pub fn pass_foreign_drop_chains(&self, chains: &[nft::ListedChain]) -> Vec<Batch> {
+        let foreign = chains.iter().filter(|c| {
+            c.hook == Some(Hook::Forward as u32)
+                && c.policy == Some(0)
+                && !(c.family == FAMILY as u8 && c.table == TABLE)
+        });
+        let mut batches = Vec::new();
+        for chain in foreign {
+            // IPv4 and dual-stack tables (IPv6 ones join with IPv6 networks).
+            let Some(family @ (Family::Inet | Family::Ipv4)) = Family::from_raw(chain.family)
+            else {
+                continue;
+            };
+            let mut b = Batch::new(family, &chain.table);
+            for key in [MetaKey::Oifname, MetaKey::Iifname] {
+                b.insert_rule(&Rule {
+                    chain: chain.name.clone(),
+                    exprs: [
+                        ifname(key, CmpOp::Eq, &self.bridge),
+                        vec![verdict(Verdict::Accept)],
+                    ]
+                    .concat(),
+                    comment: Some(self.tag()),
+                });
+            }
+            batches.push(b);
+        }
+        batches
+    }
+
+    /// One batch per other table holding rules tagged for this network: deletes them.
+    pub fn remove_foreign(&self, listed: &[nft::ListedRule]) -> Vec<Batch> {
+        let tag = self.tag();
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut tables: Vec<(u8, &str)> = Vec::new();
+        for r in listed
+            .iter()
+            .filter(|r| r.comment.as_deref() == Some(tag.as_str()))
+        {
+            if r.family == FAMILY as u8 && r.table == TABLE {
+                continue;
+            }
+            let Some(family) = Family::from_raw(r.family) else {
+                continue;
+            };
+            let i = match tables
+                .iter()
+                .position(|t| *t == (r.family, r.table.as_str()))
+            {
+                Some(i) => i,
+                None => {
+                    tables.push((r.family, &r.table));
+                    batches.push(Batch::new(family, &r.table));
+                    tables.len() - 1
+                }
+            };
+            batches[i].delete_rule(&r.chain, r.handle);
+        }
+        batches
+    }
+
     /// `"br-X" : jump CHAIN`.
     fn jump_element(&self, chain: &str) -> Element {
         Element {
@@ -233,6 +305,10 @@ impl NetworkRules {
     pub fn remove(&self, listed: &[nft::ListedRule]) -> Batch {
         let mut b = Batch::new(FAMILY, TABLE);
         let tag = self.tag();
+        let listed: Vec<&nft::ListedRule> = listed
+            .iter()
+            .filter(|r| r.family == FAMILY as u8 && r.table == TABLE)
+            .collect();
         for r in listed
             .iter()
             .filter(|r| r.comment.as_deref() == Some(tag.as_str()))
@@ -274,13 +350,27 @@ impl Firewall {
         }
         let with_base = !nft.chain_exists(FAMILY, TABLE, "forward")?;
         nft.apply(&rules.install(with_base))?;
+        let foreign = nft.all_chains().and_then(|chains| {
+            for batch in rules.pass_foreign_drop_chains(&chains) {
+                nft.apply(&batch)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = foreign {
+            let _ = self.remove_network(rules);
+            return Err(e);
+        }
         Ok(true)
     }
 
-    /// Removes the network's rules (nothing to do when they are not there).
+    /// Removes the network's rules, in our table and in others' chains (nothing to do
+    /// when they are not there).
     pub fn remove_network(&self, rules: &NetworkRules) -> Result<(), FirewallError> {
         let mut nft = Nft::open()?;
-        let listed = nft.rules(FAMILY, TABLE)?;
+        let listed = nft.all_rules()?;
+        for batch in rules.remove_foreign(&listed) {
+            nft.apply(&batch)?;
+        }
         nft.apply(&rules.remove(&listed))
     }
 }
@@ -464,29 +554,28 @@ mod tests {
         assert!(out[0].contains("Drop"));
     }
 
+    fn listed(family: u8, table: &str, chain: &str, handle: u64, tag: Option<&str>) -> ListedRule {
+        ListedRule {
+            family,
+            table: table.into(),
+            chain: chain.into(),
+            handle,
+            comment: tag.map(String::from),
+        }
+    }
+
     #[test]
     fn remove_batch_deletes_only_this_networks_rules() {
+        let mine = Some("rbox-net:0123456789ab");
         let listed = [
-            ListedRule {
-                chain: "postrouting".into(),
-                handle: 4,
-                comment: Some("rbox-net:0123456789ab".into()),
-            },
-            ListedRule {
-                chain: "postrouting".into(),
-                handle: 5,
-                comment: Some("rbox-net:ffffffffffff".into()),
-            },
-            ListedRule {
-                chain: "net-0123456789ab-in".into(),
-                handle: 6,
-                comment: None,
-            },
-            ListedRule {
-                chain: "net-0123456789ab-out".into(),
-                handle: 7,
-                comment: None,
-            },
+            listed(1, TABLE, "postrouting", 4, mine),
+            listed(1, TABLE, "postrouting", 5, Some("rbox-net:ffffffffffff")),
+            listed(1, TABLE, "net-0123456789ab-in", 6, None),
+            listed(1, TABLE, "net-0123456789ab-out", 7, None),
+            listed(2, "filter", "FORWARD", 8, mine),
+            listed(2, "filter", "FORWARD", 9, mine),
+            listed(2, "filter", "FORWARD", 10, None),
+            listed(1, "other", "c", 11, mine),
         ];
         let b = rules(false).remove(&listed);
         assert_eq!(
@@ -500,6 +589,50 @@ mod tests {
                 "flush chain net-0123456789ab-out",
                 "delete chain net-0123456789ab-out",
             ]
+        );
+        let foreign: Vec<Vec<String>> = rules(false)
+            .remove_foreign(&listed)
+            .into_iter()
+            .map(|b| b.summary)
+            .collect();
+        assert_eq!(
+            foreign,
+            [
+                vec![
+                    "delete rule FORWARD handle 8".to_string(),
+                    "delete rule FORWARD handle 9".to_string()
+                ],
+                vec!["delete rule c handle 11".to_string()],
+            ]
+        );
+    }
+
+    #[test]
+    fn only_other_tables_forward_chains_with_drop_policy_get_our_accepts() {
+        let chain = |family, table: &str, name: &str, hook, policy| nft::ListedChain {
+            family,
+            table: table.into(),
+            name: name.into(),
+            hook,
+            policy,
+        };
+        let chains = [
+            chain(2, "filter", "FORWARD", Some(2), Some(0)),
+            chain(2, "filter", "INPUT", Some(1), Some(0)),
+            chain(1, "firewalld", "filter_FORWARD", Some(2), Some(1)),
+            chain(1, TABLE, "forward", Some(2), Some(0)),
+            chain(2, "filter", "DOCKER", None, None),
+        ];
+        let batches = rules(false).pass_foreign_drop_chains(&chains);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].summary.len(), 2);
+        assert!(
+            batches[0].summary[0].starts_with("insert rule FORWARD")
+                && batches[0].summary[0].contains("Oifname")
+        );
+        assert!(
+            batches[0].summary[1].starts_with("insert rule FORWARD")
+                && batches[0].summary[1].contains("Iifname")
         );
     }
 }
@@ -578,6 +711,16 @@ mod kernel_tests {
             ] {
                 assert!(text.contains(want), "missing {want:?} in:\n{text}");
             }
+            let other =
+                &text[text.find("table ip other").unwrap()..text.find("table inet rbox").unwrap()];
+            assert!(
+                other.contains(
+                    "oifname \"br-aaaaaaaaaaaa\" accept comment \"rbox-net:aaaaaaaaaaaa\""
+                ) && other.contains(
+                    "iifname \"br-bbbbbbbbbbbb\" accept comment \"rbox-net:bbbbbbbbbbbb\""
+                ),
+                "our bridges pass the other table's drop policy:\n{other}"
+            );
             assert!(
                 !text.contains("net-bbbbbbbbbbbb-nat"),
                 "internal networks are not masqueraded"
@@ -589,7 +732,10 @@ mod kernel_tests {
             Firewall.remove_network(&b).unwrap();
             Firewall.remove_network(&b).unwrap();
             let text = nft_list();
-            assert!(!text.contains("net-"), "{text}");
+            assert!(
+                !text.contains("net-") && !text.contains("rbox-net"),
+                "{text}"
+            );
             assert!(
                 text.contains("table ip other") && text.contains("policy drop"),
                 "foreign table untouched:\n{text}"

@@ -116,6 +116,15 @@ pub enum Family {
     Ipv6 = 10,
 }
 
+impl Family {
+    /// The family of a listed object, if it is one of these.
+    pub fn from_raw(raw: u8) -> Option<Family> {
+        [Family::Inet, Family::Ipv4, Family::Ipv6]
+            .into_iter()
+            .find(|f| *f as u8 == raw)
+    }
+}
+
 /// Netfilter hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
@@ -390,6 +399,15 @@ impl Batch {
         );
     }
 
+    /// Puts `rule` at the top of its chain.
+    pub fn insert_rule(&mut self, rule: &Rule) {
+        self.add_rule(rule);
+        let last = self.messages.last_mut().expect("just added");
+        last.flags = NLM_F_CREATE;
+        let summary = self.summary.last_mut().expect("just added");
+        *summary = summary.replacen("add rule", "insert rule", 1);
+    }
+
     /// Deletes the rule with kernel handle `handle` from `chain`.
     pub fn delete_rule(&mut self, chain: &str, handle: u64) {
         let mut a = Attrs::default();
@@ -546,9 +564,24 @@ impl Batch {
 /// A rule as the kernel lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedRule {
+    /// Protocol family of the table (`Family` as a number: 1 inet, 2 ip, 10 ip6, ...).
+    pub family: u8,
+    pub table: String,
     pub chain: String,
     pub handle: u64,
     pub comment: Option<String>,
+}
+
+/// A chain as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedChain {
+    pub family: u8,
+    pub table: String,
+    pub name: String,
+    /// Hook number, for base chains.
+    pub hook: Option<u32>,
+    /// `NF_ACCEPT` (1) or `NF_DROP` (0), for base chains.
+    pub policy: Option<u32>,
 }
 
 /// A NETLINK_NETFILTER socket in the calling thread's network namespace.
@@ -587,8 +620,8 @@ impl Nft {
         if batch.is_empty() {
             return Ok(());
         }
-        let first = self.seq;
-        self.seq += batch.messages.len() as u32 + 2;
+        let first = self.next_seq();
+        self.seq += batch.messages.len() as u32 + 1;
         let bytes = batch.encode(first);
         self.send(&bytes, "send batch")?;
         let last = first + batch.messages.len() as u32;
@@ -657,43 +690,75 @@ impl Nft {
     pub fn rules(&mut self, family: Family, table: &str) -> Result<Vec<ListedRule>> {
         let mut a = Attrs::default();
         a.str(NFTA_RULE_TABLE, table);
+        let rules = self.dump(NFT_MSG_GETRULE, family as u8, &a, parse_rule, "list rules")?;
+        Ok(rules.into_iter().filter(|r| r.table == table).collect())
+    }
+
+    /// Every rule of every table, of every family.
+    pub fn all_rules(&mut self) -> Result<Vec<ListedRule>> {
+        self.dump(
+            NFT_MSG_GETRULE,
+            0,
+            &Attrs::default(),
+            parse_rule,
+            "list rules",
+        )
+    }
+
+    /// Every chain of every table, of every family.
+    pub fn all_chains(&mut self) -> Result<Vec<ListedChain>> {
+        self.dump(
+            NFT_MSG_GETCHAIN,
+            0,
+            &Attrs::default(),
+            parse_chain,
+            "list chains",
+        )
+    }
+
+    /// Runs a dump request and parses each object with `parse(family, attributes)`.
+    fn dump<T>(
+        &mut self,
+        kind: u16,
+        family: u8,
+        attrs: &Attrs,
+        parse: fn(u8, &[u8]) -> Option<T>,
+        op: &str,
+    ) -> Result<Vec<T>> {
         let seq = self.next_seq();
         let mut out = Vec::new();
         put_message(
             &mut out,
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+            (NFNL_SUBSYS_NFTABLES << 8) | kind,
             NLM_F_REQUEST | NLM_F_DUMP,
             seq,
-            family as u8,
+            family,
             0,
-            &a.0,
+            &attrs.0,
         );
-        self.send(&out, "list rules")?;
-        let mut rules = Vec::new();
+        self.send(&out, op)?;
+        let mut items = Vec::new();
         loop {
-            for (kind, rseq, payload) in self.receive("list rules")? {
+            for (kind, rseq, payload) in self.receive(op)? {
                 if rseq != seq {
                     continue;
                 }
                 match kind {
-                    NLMSG_DONE => return Ok(rules),
+                    NLMSG_DONE => return Ok(items),
                     NLMSG_ERROR => {
                         let code =
                             i32::from_ne_bytes(payload[..4].try_into().expect("error payload"));
                         if -code == libc::ENOENT {
-                            return Ok(rules);
+                            return Ok(items);
                         }
                         return Err(NftError::Io {
-                            op: format!("list rules of {table}"),
+                            op: op.into(),
                             source: io::Error::from_raw_os_error(-code),
                         });
                     }
-                    _ => {
-                        // nfgenmsg (4 bytes), then attributes.
-                        if let Some(rule) = parse_rule(&payload[4.min(payload.len())..], table) {
-                            rules.push(rule);
-                        }
-                    }
+                    // nfgenmsg (family, version, resource id), then attributes.
+                    _ if payload.len() >= 4 => items.extend(parse(payload[0], &payload[4..])),
+                    _ => {}
                 }
             }
         }
@@ -743,36 +808,73 @@ impl Nft {
 /// Timeout after which a silent kernel is an error (never expected).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn parse_rule(mut attrs: &[u8], table: &str) -> Option<ListedRule> {
-    let (mut t, mut chain, mut handle, mut comment) = (None, None, None, None);
+/// The attributes of a message, as (type without flags, payload).
+fn attributes(mut attrs: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
     while attrs.len() >= 4 {
         let len = u16::from_ne_bytes(attrs[0..2].try_into().unwrap()) as usize;
         let kind = u16::from_ne_bytes(attrs[2..4].try_into().unwrap()) & !NLA_F_NESTED;
         if len < 4 || len > attrs.len() {
             break;
         }
-        let data = &attrs[4..len];
-        let text = || {
-            String::from_utf8_lossy(data)
-                .trim_end_matches('\0')
-                .to_string()
-        };
+        out.push((kind, &attrs[4..len]));
+        attrs = &attrs[align(len).min(attrs.len())..];
+    }
+    out
+}
+
+fn text(data: &[u8]) -> String {
+    String::from_utf8_lossy(data)
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+fn be_u32(data: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(data.try_into().ok()?))
+}
+
+fn parse_rule(family: u8, attrs: &[u8]) -> Option<ListedRule> {
+    let (mut table, mut chain, mut handle, mut comment) = (None, None, None, None);
+    for (kind, data) in attributes(attrs) {
         match kind {
-            NFTA_RULE_TABLE => t = Some(text()),
-            NFTA_RULE_CHAIN => chain = Some(text()),
-            NFTA_RULE_HANDLE if data.len() == 8 => {
-                handle = Some(u64::from_be_bytes(data.try_into().unwrap()))
-            }
+            NFTA_RULE_TABLE => table = Some(text(data)),
+            NFTA_RULE_CHAIN => chain = Some(text(data)),
+            NFTA_RULE_HANDLE => handle = Some(u64::from_be_bytes(data.try_into().ok()?)),
             NFTA_RULE_USERDATA => comment = parse_comment_udata(data),
             _ => {}
         }
-        attrs = &attrs[align(len).min(attrs.len())..];
     }
-    (t.as_deref() == Some(table)).then_some(())?;
     Some(ListedRule {
+        family,
+        table: table?,
         chain: chain?,
         handle: handle?,
         comment,
+    })
+}
+
+fn parse_chain(family: u8, attrs: &[u8]) -> Option<ListedChain> {
+    let (mut table, mut name, mut hook, mut policy) = (None, None, None, None);
+    for (kind, data) in attributes(attrs) {
+        match kind {
+            NFTA_CHAIN_TABLE => table = Some(text(data)),
+            NFTA_CHAIN_NAME => name = Some(text(data)),
+            NFTA_CHAIN_HOOK => {
+                hook = attributes(data)
+                    .into_iter()
+                    .find(|(k, _)| *k == NFTA_HOOK_HOOKNUM)
+                    .and_then(|(_, d)| be_u32(d))
+            }
+            NFTA_CHAIN_POLICY => policy = be_u32(data),
+            _ => {}
+        }
+    }
+    Some(ListedChain {
+        family,
+        table: table?,
+        name: name?,
+        hook,
+        policy,
     })
 }
 

@@ -612,3 +612,74 @@ fn network_setup_time() {
     netlib.destroy_sandbox(&warm).unwrap();
     assert_no_sandbox_leftovers();
 }
+
+/// Another tool's forward chain with a drop policy (iptables-nft's after Docker or ufw):
+/// our containers still get out, and the tool's other forwarded traffic stays dropped.
+#[test]
+fn a_foreign_drop_policy_passes_only_our_traffic() {
+    if inner() {
+        return foreign_drop_inner();
+    }
+    let host = Host::new("lib-drop");
+    let a = Host::new("peer-a");
+    let b = Host::new("peer-b");
+    host.link(
+        "up0",
+        Some("198.51.100.1/24"),
+        &a,
+        "eth0",
+        Some("198.51.100.2/24"),
+    );
+    host.link(
+        "up1",
+        Some("203.0.113.1/24"),
+        &b,
+        "eth0",
+        Some("203.0.113.2/24"),
+    );
+    a.sh_ok("ip route add 203.0.113.0/24 via 198.51.100.1");
+    b.sh_ok("ip route add default via 203.0.113.1");
+    let env = [
+        ("RBOX_LAB_PEER", a.pid().to_string()),
+        ("RBOX_LAB_PEER2", b.pid().to_string()),
+    ];
+    run_inside_with(&host, "a_foreign_drop_policy_passes_only_our_traffic", &env);
+}
+
+fn foreign_drop_inner() {
+    let peer_b = format!("/proc/{}/ns/net", std::env::var("RBOX_LAB_PEER2").unwrap());
+    let b_pings_a = || !sh_fails(&format!("nsenter --net={peer_b} ping -c1 -W1 198.51.100.2"));
+    sh("ip route add default via 198.51.100.2; echo 1 > /proc/sys/net/ipv4/ip_forward");
+    assert!(b_pings_a(), "the host routes between its peers");
+    sh(
+        "nft 'add table ip filter; add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }'",
+    );
+    assert!(
+        !b_pings_a(),
+        "the other tool's policy drops forwarded traffic"
+    );
+
+    let netlib = open();
+    create(&netlib, "outside", false);
+    let (c, _) = sandbox(&netlib, "c");
+    join(&netlib, &c, "outside", "c");
+    assert!(
+        ping(&pin(&netlib, &c), "198.51.100.2"),
+        "our container gets out"
+    );
+    assert!(!b_pings_a(), "the other tool's traffic is still dropped");
+    let theirs = sh("nft list chain ip filter FORWARD");
+    assert!(
+        theirs.contains("policy drop") && theirs.contains("rbox-net:"),
+        "{theirs}"
+    );
+
+    netlib.destroy_sandbox(&c).unwrap();
+    netlib.remove_network("outside").unwrap();
+    let theirs = sh("nft list chain ip filter FORWARD");
+    assert!(
+        !theirs.contains("rbox") && theirs.contains("policy drop"),
+        "{theirs}"
+    );
+    assert_no_sandbox_leftovers();
+}
