@@ -531,9 +531,14 @@ impl Netlib {
             });
         };
         let endpoint = sandbox.endpoints.remove(pos);
-        let errors = self.teardown_endpoint(&locked, &endpoint, false);
+        let mut errors = self.teardown_endpoint(&locked, &endpoint, false);
         if sandbox.host_network && sandbox.endpoints.is_empty() {
             sandbox.host_network = false;
+        }
+        if endpoint.default_route
+            && let Err(e) = self.move_default_route(&locked, &mut sandbox)
+        {
+            errors.push(e);
         }
         locked.save_sandbox(&sandbox)?;
         self.write_files(&locked, &sandbox)?;
@@ -542,6 +547,41 @@ impl Netlib {
         } else {
             Err(Error::Teardown(errors))
         }
+    }
+
+    /// The endpoint carrying the default route left: the next endpoint (in join order)
+    /// on a non-internal network with a gateway takes it over.
+    fn move_default_route(&self, locked: &Locked, sandbox: &mut Sandbox) -> Result<()> {
+        let networks = locked.networks()?;
+        let Some(pin) = sandbox.netns.clone() else {
+            return Ok(());
+        };
+        for ep in sandbox.endpoints.iter_mut() {
+            let Some(network) = networks.iter().find(|n| n.id == ep.network_id) else {
+                continue;
+            };
+            let gateways: Vec<IpAddr> = network
+                .ipam
+                .iter()
+                .filter(|s| ep.addresses.iter().any(|a| s.subnet.contains(&a.addr())))
+                .filter_map(|s| s.gateway)
+                .collect();
+            if network.internal || ep.interface.is_empty() || gateways.is_empty() {
+                continue;
+            }
+            let links = self.kernel.sandbox(&pin)?;
+            for gw in gateways {
+                links.add_default_route(gw)?;
+            }
+            ep.default_route = true;
+            let mut published = locked.endpoints(&ep.network_id)?;
+            if let Some(record) = published.endpoints.get_mut(&ep.id) {
+                record.default_route = true;
+                locked.save_endpoints(&ep.network_id, &published)?;
+            }
+            break;
+        }
+        Ok(())
     }
 
     /// Tears the container's network down: every endpoint (DNS records, link, lease),

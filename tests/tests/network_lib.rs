@@ -327,6 +327,15 @@ fn networks_are_isolated_and_a_two_network_container_does_not_route() {
     let again = join(&netlib, &c, "netb", "c");
     assert_eq!(again.interface, "eth1");
     assert!(ping(&pb, &addr(&again)), "hot-plugged endpoint answers");
+    // The first network leaves: the default route moves to the next one.
+    netlib.leave(&c, "neta").unwrap();
+    let routes = in_sandbox(&pc, "ip route");
+    let gw_b = netlib.network("netb").unwrap().ipam[0].gateway.unwrap();
+    assert!(
+        routes.contains(&format!("default via {gw_b} dev eth1")),
+        "{routes}"
+    );
+    assert!(netlib.sandbox(&c).unwrap().unwrap().endpoints[0].default_route);
     holder.kill().unwrap();
     holder.wait().unwrap();
 
