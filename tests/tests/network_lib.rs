@@ -692,3 +692,62 @@ fn foreign_drop_inner() {
     );
     assert_no_sandbox_leftovers();
 }
+
+/// `--ip`, `--mac-address`, `--network-alias` and the network's MTU and bridge name.
+#[test]
+fn static_address_mac_alias_and_mtu() {
+    if !inner() {
+        return run_inside(&Host::new("lib-static"), "static_address_mac_alias_and_mtu");
+    }
+    let netlib = open();
+    let options = [
+        ("com.docker.network.driver.mtu", "1400"),
+        ("com.docker.network.bridge.name", "mybr0"),
+    ];
+    netlib
+        .create_network(NetworkCreate {
+            name: "custom".into(),
+            subnets: vec!["10.30.0.0/24".parse().unwrap()],
+            ip_ranges: vec!["10.30.0.128/25".parse().unwrap()],
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    let (a, files) = sandbox(&netlib, "a");
+    let config = EndpointConfig {
+        container_name: "web".into(),
+        aliases: vec!["www".into()],
+        addresses: vec!["10.30.0.200".parse().unwrap()],
+        mac_address: Some("02:aa:bb:cc:dd:ee".into()),
+    };
+    let ep = netlib.join(&a, "custom", config).unwrap();
+    assert_eq!(ep.ipv4().unwrap().to_string(), "10.30.0.200/24");
+    let inside = in_sandbox(
+        &pin(&netlib, &a),
+        "ip -o link show eth0; ip -o addr show eth0",
+    );
+    assert!(
+        inside.contains("mtu 1400") && inside.contains("link/ether 02:aa:bb:cc:dd:ee"),
+        "{inside}"
+    );
+    assert!(inside.contains("inet 10.30.0.200/24"), "{inside}");
+    let bridge = sh("ip -o link show mybr0; ip -o addr show mybr0");
+    assert!(
+        bridge.contains("mtu 1400") && bridge.contains("inet 10.30.0.1/24"),
+        "{bridge}"
+    );
+    let hosts = std::fs::read_to_string(files.join("hosts")).unwrap();
+    assert!(hosts.contains("10.30.0.200\ta web www"), "{hosts}");
+    // The next dynamic address comes from the range.
+    let (b, _) = sandbox(&netlib, "b");
+    assert_eq!(addr(&join(&netlib, &b, "custom", "b")), "10.30.0.128");
+    for id in [&a, &b] {
+        netlib.destroy_sandbox(id).unwrap();
+    }
+    netlib.remove_network("custom").unwrap();
+    assert!(sh_fails("ip link show mybr0"));
+    assert_no_sandbox_leftovers();
+}
