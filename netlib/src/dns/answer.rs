@@ -55,7 +55,12 @@ impl Forward {
 
     /// SERVFAIL for this query: no upstream answered.
     pub fn servfail(&self) -> Vec<u8> {
-        respond(&self.request, ResponseCode::ServFail, Vec::new(), self.limit)
+        respond(
+            &self.request,
+            ResponseCode::ServFail,
+            Vec::new(),
+            self.limit,
+        )
     }
 }
 
@@ -173,7 +178,9 @@ pub fn encode(message: &Message, limit: u16) -> Vec<u8> {
         edns.set_rcode_high(message.response_code.high());
         Record::from(&edns)
     });
-    let opt_len = opt.as_ref().map_or(0, |r| r.to_bytes().map_or(0, |b| b.len()));
+    let opt_len = opt
+        .as_ref()
+        .map_or(0, |r| r.to_bytes().map_or(0, |b| b.len()));
     let mut buf = Vec::with_capacity(512);
     let mut encoder = BinEncoder::new(&mut buf);
     encoder.set_max_size(limit.saturating_sub(opt_len as u16));
@@ -344,8 +351,13 @@ mod tests {
             msg.answers[0].data,
             RData::PTR(PTR(Name::from_ascii("web2.front.").unwrap()))
         );
-        let v6 = Name::from(std::net::IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)));
-        let msg = reply(&query(&v6.to_ascii(), RecordType::PTR, None), Transport::Udp);
+        let v6 = Name::from(std::net::IpAddr::V6(Ipv6Addr::new(
+            0xfd00, 0, 0, 0, 0, 0, 0, 2,
+        )));
+        let msg = reply(
+            &query(&v6.to_ascii(), RecordType::PTR, None),
+            Transport::Udp,
+        );
         assert_eq!(
             msg.answers[0].data,
             RData::PTR(PTR(Name::from_ascii("web.front.").unwrap()))
@@ -356,10 +368,16 @@ mod tests {
     fn malformed_and_unsupported_queries() {
         let table = table();
         // Too short for a header, and answers: dropped.
-        assert!(matches!(handle(&[1, 2, 3], &table, "sb", Transport::Udp), Action::Drop));
+        assert!(matches!(
+            handle(&[1, 2, 3], &table, "sb", Transport::Udp),
+            Action::Drop
+        ));
         let mut response = query("web.", RecordType::A, None);
         response[2] |= 0x80;
-        assert!(matches!(handle(&response, &table, "sb", Transport::Udp), Action::Drop));
+        assert!(matches!(
+            handle(&response, &table, "sb", Transport::Udp),
+            Action::Drop
+        ));
 
         let rcode = |packet: &[u8]| match handle(packet, &table, "sb", Transport::Udp) {
             Action::Reply(bytes) => {
@@ -382,8 +400,14 @@ mod tests {
         assert_eq!(rcode(&big), ResponseCode::FormErr);
         // Two questions, and none.
         let mut two = Message::new(7, MessageType::Query, OpCode::Query);
-        two.add_query(Query::query(Name::from_ascii("web.").unwrap(), RecordType::A));
-        two.add_query(Query::query(Name::from_ascii("web2.").unwrap(), RecordType::A));
+        two.add_query(Query::query(
+            Name::from_ascii("web.").unwrap(),
+            RecordType::A,
+        ));
+        two.add_query(Query::query(
+            Name::from_ascii("web2.").unwrap(),
+            RecordType::A,
+        ));
         assert_eq!(rcode(&two.to_vec().unwrap()), ResponseCode::FormErr);
         let none = Message::new(8, MessageType::Query, OpCode::Query);
         assert_eq!(rcode(&none.to_vec().unwrap()), ResponseCode::FormErr);
@@ -428,7 +452,12 @@ mod tests {
         assert_eq!(msg.answers.len(), 90);
 
         // A small EDNS size truncates but keeps the OPT record.
-        let bytes = match handle(&query("many.", RecordType::A, Some(600)), &table(), "sb", Transport::Udp) {
+        let bytes = match handle(
+            &query("many.", RecordType::A, Some(600)),
+            &table(),
+            "sb",
+            Transport::Udp,
+        ) {
             Action::Reply(bytes) => bytes,
             other => panic!("expected a reply, got {other:?}"),
         };
@@ -440,7 +469,12 @@ mod tests {
     #[test]
     fn round_robin_shows_in_answers() {
         let table = table();
-        let first = |t: &NameTable| match handle(&query("shared.", RecordType::A, None), t, "sb", Transport::Udp) {
+        let first = |t: &NameTable| match handle(
+            &query("shared.", RecordType::A, None),
+            t,
+            "sb",
+            Transport::Udp,
+        ) {
             Action::Reply(bytes) => Message::from_vec(&bytes).unwrap().answers[0].data.clone(),
             other => panic!("expected a reply, got {other:?}"),
         };

@@ -120,7 +120,10 @@ fn absent(e: &io::Error) -> bool {
 }
 
 fn timed_out(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// True while a responder holds its lock.
@@ -182,9 +185,9 @@ fn start(
         reason,
         log: paths.log.clone(),
     };
-    let mut child = cmd.spawn().map_err(|e| {
-        start_error(format!("cannot run {}: {e}", command.program.display()))
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| start_error(format!("cannot run {}: {e}", command.program.display())))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let line = read_line(stdout, deadline);
     let report = line.as_ref().ok().and_then(|line| {

@@ -31,17 +31,18 @@ impl HostResolvConf {
     /// [`HostResolvConf::read_host`] with the two files given.
     pub fn read(resolv_conf: &Path, resolved: &Path) -> io::Result<HostResolvConf> {
         let mut conf = Self::parse(&std::fs::read_to_string(resolv_conf)?)?;
-        if conf.upstreams.is_empty() {
-            if let Ok(text) = std::fs::read_to_string(resolved) {
-                conf.upstreams = Self::parse(&text)?.upstreams;
-            }
+        if conf.upstreams.is_empty()
+            && let Ok(text) = std::fs::read_to_string(resolved)
+        {
+            conf.upstreams = Self::parse(&text)?.upstreams;
         }
         Ok(conf)
     }
 
     /// Parses resolv.conf text.
     pub fn parse(text: &str) -> io::Result<HostResolvConf> {
-        let config = Config::parse(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let config =
+            Config::parse(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let upstreams = config
             .nameservers
             .iter()
@@ -89,7 +90,10 @@ mod tests {
         std::fs::write(&stub, "nameserver 127.0.0.53\nsearch home\n").unwrap();
         std::fs::write(&real, "nameserver 192.168.1.1\n").unwrap();
         let conf = HostResolvConf::read(&stub, &real).unwrap();
-        assert_eq!(conf.upstreams, ["192.168.1.1:53".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            conf.upstreams,
+            ["192.168.1.1:53".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(conf.search, ["home"]);
         // Without resolved's list, nothing reachable is left: forwarding answers SERVFAIL.
         let conf = HostResolvConf::read(&stub, &dir.path().join("missing")).unwrap();

@@ -123,8 +123,10 @@ where
     });
     // A socket file left by a killed responder: ours now, since we hold the lock.
     let _ = fs::remove_file(&paths.socket);
-    let listener = UnixListener::bind(&paths.socket)
-        .map_err(DnsError::io(format!("listen on {}", paths.socket.display())))?;
+    let listener = UnixListener::bind(&paths.socket).map_err(DnsError::io(format!(
+        "listen on {}",
+        paths.socket.display()
+    )))?;
     let _ = fs::set_permissions(&paths.socket, fs::Permissions::from_mode(0o600));
 
     let mut responder = Responder {
@@ -182,7 +184,12 @@ impl SandboxCtx {
     }
 
     /// Decides on a packet with the current table; a forward comes with the upstreams.
-    fn decide(&self, shared: &Shared, packet: &[u8], transport: Transport) -> (Action, Vec<std::net::SocketAddr>) {
+    fn decide(
+        &self,
+        shared: &Shared,
+        packet: &[u8],
+        transport: Transport,
+    ) -> (Action, Vec<std::net::SocketAddr>) {
         let table = shared.table.load();
         let action = handle(packet, &table, &self.id, transport);
         let upstreams = match action {
@@ -254,7 +261,10 @@ where
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
         let mut reader = BufReader::new(read.take(MAX_LINE as u64));
-        if !matches!(timeout(CONTROL_IO, reader.read_line(&mut line)).await, Ok(Ok(1..))) {
+        if !matches!(
+            timeout(CONTROL_IO, reader.read_line(&mut line)).await,
+            Ok(Ok(1..))
+        ) {
             return true;
         }
         let (reply, keep_going) = match serde_json::from_str::<Request>(line.trim()) {
@@ -363,10 +373,11 @@ where
         let alive = netns_ino(&bound.path) == Some(bound.netns.ino);
         let netns = bound.netns.clone();
         drop(bound);
-        if alive && !replaced {
-            if let Err(e) = self.shared.thread.unbind(&netns).await {
-                eprintln!("rbox dns: cannot remove a sandbox's DNS redirect: {e}");
-            }
+        if alive
+            && !replaced
+            && let Err(e) = self.shared.thread.unbind(&netns).await
+        {
+            eprintln!("rbox dns: cannot remove a sandbox's DNS redirect: {e}");
         }
     }
 }
@@ -392,11 +403,17 @@ async fn serve_udp(socket: Arc<UdpSocket>, sandbox: Arc<SandboxCtx>, shared: Arc
             }
             Action::Forward(query) => match sandbox.forward_permit(&shared) {
                 Some(permit) => {
-                    let (socket, sandbox, budget) = (socket.clone(), sandbox.clone(), shared.budget);
+                    let (socket, sandbox, budget) =
+                        (socket.clone(), sandbox.clone(), shared.budget);
                     forwards.spawn(async move {
-                        let answer =
-                            forward(&sandbox.connector, &upstreams, &query, Transport::Udp, budget)
-                                .await;
+                        let answer = forward(
+                            &sandbox.connector,
+                            &upstreams,
+                            &query,
+                            Transport::Udp,
+                            budget,
+                        )
+                        .await;
                         let _ = socket.send_to(&answer, peer).await;
                         drop(permit);
                     });
@@ -426,13 +443,23 @@ async fn serve_tcp(listener: TcpListener, sandbox: Arc<SandboxCtx>, shared: Arc<
         };
         // Over the bound, the connection is closed at once (dropped) rather than queued.
         if let Some(permit) = sandbox.connection_permit(&shared) {
-            connections.spawn(serve_connection(stream, sandbox.clone(), shared.clone(), permit));
+            connections.spawn(serve_connection(
+                stream,
+                sandbox.clone(),
+                shared.clone(),
+                permit,
+            ));
         }
     }
 }
 
 /// Queries on one TCP connection, in turn, until it goes idle or misbehaves.
-async fn serve_connection(mut stream: TcpStream, sandbox: Arc<SandboxCtx>, shared: Arc<Shared>, _permit: Permit) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    sandbox: Arc<SandboxCtx>,
+    shared: Arc<Shared>,
+    _permit: Permit,
+) {
     loop {
         let Ok(Ok(len)) = timeout(TCP_IDLE, stream.read_u16()).await else {
             return;
@@ -441,7 +468,10 @@ async fn serve_connection(mut stream: TcpStream, sandbox: Arc<SandboxCtx>, share
             return;
         }
         let mut query = vec![0; usize::from(len)];
-        if !matches!(timeout(TCP_IO, stream.read_exact(&mut query)).await, Ok(Ok(_))) {
+        if !matches!(
+            timeout(TCP_IO, stream.read_exact(&mut query)).await,
+            Ok(Ok(_))
+        ) {
             return;
         }
         let (action, upstreams) = sandbox.decide(&shared, &query, Transport::Tcp);
@@ -449,7 +479,14 @@ async fn serve_connection(mut stream: TcpStream, sandbox: Arc<SandboxCtx>, share
             Action::Reply(answer) => answer,
             Action::Forward(query) => match sandbox.forward_permit(&shared) {
                 Some(_permit) => {
-                    forward(&sandbox.connector, &upstreams, &query, Transport::Tcp, shared.budget).await
+                    forward(
+                        &sandbox.connector,
+                        &upstreams,
+                        &query,
+                        Transport::Tcp,
+                        shared.budget,
+                    )
+                    .await
                 }
                 None => query.servfail(),
             },

@@ -103,9 +103,10 @@ impl NameTable {
                         set.v6.push(ip);
                     }
                 }
-                let target = ep.names.first().map(|n| normalize(n)).and_then(|first| {
-                    Name::from_ascii(format!("{first}.{}.", table.name)).ok()
-                });
+                let target =
+                    ep.names.first().map(|n| normalize(n)).and_then(|first| {
+                        Name::from_ascii(format!("{first}.{}.", table.name)).ok()
+                    });
                 if let Some(target) = target {
                     let addrs = ep.ipv4.map(IpAddr::V4).into_iter();
                     for ip in addrs.chain(ep.ipv6.map(IpAddr::V6)) {
@@ -173,7 +174,12 @@ impl NameTable {
     }
 
     /// `name` on any of the sandbox's networks, else `name` as `NAME.NETWORK`.
-    fn resolve_in_networks(&self, sb: &SandboxEntry, name: &str, want: Family) -> Option<Addresses> {
+    fn resolve_in_networks(
+        &self,
+        sb: &SandboxEntry,
+        name: &str,
+        want: Family,
+    ) -> Option<Addresses> {
         let direct = self.collect(sb.networks.iter().copied(), name, want);
         if direct.is_some() {
             return direct;
@@ -279,7 +285,11 @@ mod tests {
                     dns_enabled: true,
                     endpoints: vec![
                         ep(&["web", "www"], "172.18.0.2", Some("fd00::2")),
-                        ep(&["Web2", "www.", "web2-host"], "172.18.0.3", Some("fd00::3")),
+                        ep(
+                            &["Web2", "www.", "web2-host"],
+                            "172.18.0.3",
+                            Some("fd00::3"),
+                        ),
                         ep(&["db"], "172.18.0.4", Some("fd00::4")),
                     ],
                 },
@@ -328,7 +338,10 @@ mod tests {
         let t = table();
         assert_eq!(v4(&t, "a", "web.front").unwrap(), ["172.18.0.2"]);
         assert_eq!(v4(&t, "a", "web.corp.example").unwrap(), ["172.18.0.2"]);
-        assert_eq!(v4(&t, "a", "web.front.corp.example").unwrap(), ["172.18.0.2"]);
+        assert_eq!(
+            v4(&t, "a", "web.front.corp.example").unwrap(),
+            ["172.18.0.2"]
+        );
         // b has no search domain; c is not on front.
         assert_eq!(v4(&t, "b", "web.corp.example"), None);
         assert_eq!(v4(&t, "c", "web.front"), None);
@@ -427,7 +440,9 @@ mod tests {
                 dns_enabled: true,
                 endpoints,
             }],
-            sandboxes: (0..1000).map(|i| sb(&format!("s{i}"), &["n"], &[])).collect(),
+            sandboxes: (0..1000)
+                .map(|i| sb(&format!("s{i}"), &["n"], &[]))
+                .collect(),
         };
         let started = std::time::Instant::now();
         let t = NameTable::build(&snap);

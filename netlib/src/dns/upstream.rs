@@ -49,7 +49,10 @@ impl Connector for SandboxConnector {
     }
 
     async fn tcp(&self, server: SocketAddr) -> io::Result<TcpStream> {
-        let socket = self.thread.socket(&self.netns, server, Type::STREAM).await?;
+        let socket = self
+            .thread
+            .socket(&self.netns, server, Type::STREAM)
+            .await?;
         let socket = TcpSocket::from_std_stream(socket.into());
         socket.connect(server).await
     }
@@ -225,7 +228,11 @@ mod tests {
         m.queries = query.queries.clone();
         for i in 0..n {
             let rdata = RData::A(A(Ipv4Addr::new(10, 20, 30, i)));
-            m.add_answer(Record::from_rdata(query.queries[0].name().clone(), 60, rdata));
+            m.add_answer(Record::from_rdata(
+                query.queries[0].name().clone(),
+                60,
+                rdata,
+            ));
         }
         let limit = if udp { 512 } else { u16::MAX };
         encode(&m, limit)
@@ -244,7 +251,8 @@ mod tests {
                 let reply = match behaviour {
                     Behaviour::Answer(k) => answer_to(&query, k, true),
                     Behaviour::ServFail => {
-                        let mut m = Message::error_msg(query.id, OpCode::Query, ResponseCode::ServFail);
+                        let mut m =
+                            Message::error_msg(query.id, OpCode::Query, ResponseCode::ServFail);
                         m.queries = query.queries.clone();
                         m.to_vec().unwrap()
                     }
@@ -266,7 +274,9 @@ mod tests {
                 let mut buf = vec![0; len as usize];
                 stream.read_exact(&mut buf).await.unwrap();
                 let query = Message::from_vec(&buf).unwrap();
-                let Behaviour::Answer(k) = behaviour else { continue };
+                let Behaviour::Answer(k) = behaviour else {
+                    continue;
+                };
                 let reply = answer_to(&query, k, false);
                 stream.write_u16(reply.len() as u16).await.unwrap();
                 stream.write_all(&reply).await.unwrap();
@@ -311,7 +321,12 @@ mod tests {
         }
     }
 
-    async fn run(upstreams: &[SocketAddr], fwd: &Forward, transport: Transport, budget: Duration) -> (Message, Duration) {
+    async fn run(
+        upstreams: &[SocketAddr],
+        fwd: &Forward,
+        transport: Transport,
+        budget: Duration,
+    ) -> (Message, Duration) {
         let started = Instant::now();
         let bytes = forward(&Local, upstreams, fwd, transport, budget).await;
         (Message::from_vec(&bytes).unwrap(), started.elapsed())
@@ -343,7 +358,10 @@ mod tests {
         // A silent server costs its share of the budget, then the next one answers.
         let (msg, took) = run(&[silent, good], &fwd, Transport::Udp, budget).await;
         assert_eq!(msg.answers.len(), 1);
-        assert!(took >= Duration::from_millis(290) && took < budget, "{took:?}");
+        assert!(
+            took >= Duration::from_millis(290) && took < budget,
+            "{took:?}"
+        );
 
         // Nobody answers: SERVFAIL by the end of the budget, not later.
         let (msg, took) = run(&[silent, refused], &fwd, Transport::Udp, budget).await;
@@ -416,7 +434,10 @@ mod tests {
         assert!(!answers(&good, 0x4243, fwd.question()));
         let other = Query::query(Name::from_ascii("other.test.").unwrap(), RecordType::A);
         assert!(!answers(&good, 0x4242, &other));
-        assert!(!answers(&fwd.bytes, 0x4242, fwd.question()), "a query is no answer");
+        assert!(
+            !answers(&fwd.bytes, 0x4242, fwd.question()),
+            "a query is no answer"
+        );
         assert!(!answers(&good[..5], 0x4242, fwd.question()));
     }
 }
