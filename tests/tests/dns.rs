@@ -749,3 +749,31 @@ fn unreachable_sandboxes_are_reported_and_others_served() {
     assert_eq!(report["served"], 2, "{report}");
     assert_eq!(lab.a("gone", "web"), [ip("172.18.0.2")]);
 }
+
+#[test]
+fn a_bad_snapshot_fails_the_sync_and_keeps_the_records_served() {
+    let lab = Lab::new("dns-bad", &["sb1"]);
+    // At start: the responder cannot load, says so, and nothing stays running.
+    fs::write(&lab.snapshot, "{ not json").unwrap();
+    let sync = [
+        "internal-dns",
+        "sync",
+        "--snapshot",
+        lab.snapshot.to_str().unwrap(),
+    ];
+    let (code, err) = lab.host.rbox_fails(&sync);
+    assert_eq!(code, 125);
+    assert!(err.contains("responder.log"), "{err}");
+    assert!(lab.responder_gone());
+
+    // While running: the reload fails, and the records loaded before are still served.
+    lab.sync(&json!({
+        "sandboxes": [sandbox("sb1", &[N1], &[])],
+        "networks": [network(N1, "front", vec![endpoint(&["web"], "172.18.0.2")])],
+    }));
+    fs::write(&lab.snapshot, "{ not json").unwrap();
+    let (code, err) = lab.host.rbox_fails(&sync);
+    assert_eq!(code, 125);
+    assert!(err.contains("cannot load the DNS records"), "{err}");
+    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
+}

@@ -61,6 +61,31 @@ impl HostResolvConf {
     }
 }
 
+/// The resolv.conf of a container served by the responder (Docker's shape): the
+/// responder as its only nameserver, the `--dns-search` domains (else the host's;
+/// `--dns-search .` means none), and `ndots:0` (so a bare container name is asked as is
+/// first) unless a `--dns-option` sets ndots, then the `--dns-option`s.
+pub fn container_resolv_conf(
+    host: &HostResolvConf,
+    dns_search: Option<&[String]>,
+    dns_options: &[String],
+) -> String {
+    let mut out = format!("nameserver {}\n", super::RESPONDER_ADDR);
+    let search: Vec<&str> = dns_search
+        .map(|s| s.iter().map(String::as_str).filter(|d| *d != ".").collect())
+        .unwrap_or_else(|| host.search.iter().map(String::as_str).collect());
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    let mut options: Vec<&str> = Vec::new();
+    if !dns_options.iter().any(|o| o.starts_with("ndots:")) {
+        options.push("ndots:0");
+    }
+    options.extend(dns_options.iter().map(String::as_str));
+    out.push_str(&format!("options {}\n", options.join(" ")));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +106,28 @@ mod tests {
             ]
         );
         assert_eq!(conf.search, ["corp.example", "lab"]);
+    }
+
+    #[test]
+    fn containers_ask_the_responder() {
+        let host = HostResolvConf {
+            upstreams: vec!["10.0.0.2:53".parse().unwrap()],
+            search: vec!["corp.example".into()],
+        };
+        assert_eq!(
+            container_resolv_conf(&host, None, &[]),
+            "nameserver 127.0.0.11\nsearch corp.example\noptions ndots:0\n"
+        );
+        let search = ["a.test".to_string(), "b.test".to_string()];
+        let opts = ["ndots:2".to_string(), "timeout:1".to_string()];
+        assert_eq!(
+            container_resolv_conf(&host, Some(&search), &opts),
+            "nameserver 127.0.0.11\nsearch a.test b.test\noptions ndots:2 timeout:1\n"
+        );
+        assert_eq!(
+            container_resolv_conf(&host, Some(&[".".to_string()]), &[]),
+            "nameserver 127.0.0.11\noptions ndots:0\n"
+        );
     }
 
     #[test]

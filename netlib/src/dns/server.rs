@@ -134,15 +134,17 @@ where
         loader,
         bound: HashMap::new(),
     };
-    let report = responder.reload().await?;
-    announce_ready(&report);
-    if !report.exiting {
-        responder.control(&listener).await;
+    let served = responder.reload().await;
+    if let Ok(report) = &served {
+        announce_ready(report);
+        if !report.exiting {
+            responder.control(&listener).await;
+        }
     }
     // Nobody may reach a responder that is going away.
     drop(listener);
     let _ = fs::remove_file(&paths.socket);
-    Ok(())
+    served.map(drop)
 }
 
 /// What every task shares.

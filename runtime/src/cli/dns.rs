@@ -30,7 +30,8 @@ pub enum InternalDnsAction {
 /// Where the records come from.
 #[derive(Debug, Args)]
 pub struct SnapshotSource {
-    /// A JSON snapshot of the records (default: `<runroot>/dns/snapshot.json`).
+    /// A JSON snapshot of the records (default: `<runroot>/dns/snapshot.json`), read at
+    /// every reload; a responder already running keeps the file it was started with.
     #[arg(long)]
     pub snapshot: Option<PathBuf>,
 }
