@@ -19,7 +19,7 @@ use super::DnsError;
 use super::control::{MAX_LINE, Paths, READY, Reply, Request, SyncReport};
 
 /// Longest a command waits for the responder to start or to acknowledge a reload.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause before asking again while a responder is on its way out.
 const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// The responder's log is restarted when a new responder finds it this big.

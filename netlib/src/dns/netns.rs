@@ -106,7 +106,12 @@ impl NetnsThread {
             let listeners = bind_listeners()?;
             let udp_port = listeners.udp.local_addr()?.port();
             let tcp_port = listeners.tcp.local_addr()?.port();
-            redirect::install(udp_port, tcp_port)?;
+            redirect::install(udp_port, tcp_port).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot redirect 127.0.0.11:53 with nftables (nat): {e}"),
+                )
+            })?;
             Ok(listeners)
         })
         .await
