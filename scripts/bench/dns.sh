@@ -4,8 +4,9 @@
 #   rbox      the embedded responder at 127.0.0.11 in the sandbox (through its DNAT),
 #   dnsmasq   serving the same names from a hosts file, in the same sandbox (loopback),
 #   aardvark  aardvark-dns as podman runs it: at the bridge gateway, config dir + SIGHUP.
-# Peak rate with 100 queries outstanding, then latency at half that rate; and the
-# responder's resident memory. Everything runs in a namespace of its own and is gone
+# Peak rate with 100 queries outstanding (and the server's CPU time per answered query,
+# which the machine's other load disturbs much less than rates and latencies), then
+# latency at half the peak rate; and the responder's resident memory. Everything runs in a namespace of its own and is gone
 # afterwards. DNS_BENCH_SECONDS sets the length of each run (default 10).
 set -euo pipefail
 
@@ -69,10 +70,17 @@ for i in $(seq 1 $names); do
 done
 echo "web A" >"$work/queries"
 
-# peak SERVER: queries per second with 100 outstanding.
+# cpu_ns PID: time the process's threads have spent on a CPU, in nanoseconds.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ t += $1 } END { printf "%d", t }'; }
+# peak SERVER PID: queries per second with 100 outstanding; leaves the server's CPU
+# nanoseconds per completed query in $work/cpu.
 peak() {
-    ip netns exec client dnsperf -s "$1" -d "$work/queries" -l "$seconds" -q 100 2>&1 \
-        | tee "$work/peak.out" | awk '/Queries per second/ { printf "%d", $4 }'
+    local before
+    before=$(cpu_ns "$2")
+    ip netns exec client dnsperf -s "$1" -d "$work/queries" -l "$seconds" -q 100 >"$work/peak.out" 2>&1
+    awk -v ns=$(($(cpu_ns "$2") - before)) '/Queries completed/ { printf "%.1f", ns / $3 / 1000 }' \
+        "$work/peak.out" >"$work/cpu"
+    awk '/Queries per second/ { printf "%d", $4 }' "$work/peak.out"
 }
 # lost: share of queries lost in the last peak run.
 lost() { awk '/Queries lost/ { gsub(/[()]/, "", $4); print $4 }' "$work/peak.out"; }
@@ -85,12 +93,12 @@ latency() {
     [ "$n" -gt 0 ] || { echo "- -"; return; }
     echo "$(sed -n "$(((n + 1) / 2))p" "$work/latencies") $(sed -n "$(((n * 99 + 99) / 100))p" "$work/latencies")"
 }
-# measure NAME SERVER: one line of the table.
+# measure NAME SERVER PID: one line of the table.
 measure() {
     local qps p50 p99
-    qps=$(peak "$2")
+    qps=$(peak "$2" "$3")
     read -r p50 p99 < <(latency "$2" $((qps / 2)))
-    printf '%-10s %10s %8s %10s %10s\n' "$1" "$qps" "$(lost)" "${p50%.*}" "${p99%.*}"
+    printf '%-10s %10s %8s %12s %10s %10s\n' "$1" "$qps" "$(lost)" "$(cat "$work/cpu")" "${p50%.*}" "${p99%.*}"
 }
 # wait_udp ADDR [NETNS]: until something listens on ADDR (udp), in NETNS or here.
 wait_udp() {
@@ -104,17 +112,27 @@ wait_udp() {
     exit 1
 }
 
+# ms RUNS COMMAND...: median wall time of a command, in milliseconds.
+ms() {
+    local runs=$1 i started
+    shift
+    for i in $(seq "$runs"); do
+        started=$(date +%s%N)
+        "$@" >/dev/null
+        echo $((($(date +%s%N) - started) / 1000))
+    done | sort -n | awk '{ t[NR] = $1 } END { printf "%.1f", t[int((NR + 1) / 2)] / 1000 }'
+}
+
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (shared machine: figures are noisy)"
-printf '%-10s %10s %8s %10s %10s\n' server "peak q/s" lost "p50 us" "p99 us"
+printf '%-10s %10s %8s %12s %10s %10s\n' server "peak q/s" lost "cpu us/query" "p50 us" "p99 us"
 
 RBOX_RUNROOT=/run/rbox "$RBOX" internal-dns sync --snapshot "$work/snapshot.json" >/dev/null
-measure rbox 127.0.0.11
 responder=$(cat /run/rbox/dns/responder.pid)
+measure rbox 127.0.0.11 "$responder"
 rss=$(awk '/VmRSS/ { print $2 }' "/proc/$responder/status")
 hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$responder/status")
-started=$(date +%s%N)
-RBOX_RUNROOT=/run/rbox "$RBOX" internal-dns sync --snapshot "$work/snapshot.json" >/dev/null
-sync_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+sync_ms=$(ms 21 env RBOX_RUNROOT=/run/rbox "$RBOX" internal-dns sync --snapshot "$work/snapshot.json")
+exec_ms=$(ms 21 "$RBOX" --version)
 RBOX_RUNROOT=/run/rbox "$RBOX" internal-dns stop >/dev/null
 
 ip netns exec client dnsmasq --keep-in-foreground --no-resolv --no-hosts --conf-file=/dev/null \
@@ -122,7 +140,7 @@ ip netns exec client dnsmasq --keep-in-foreground --no-resolv --no-hosts --conf-
     --bind-interfaces --log-facility=/dev/null &
 pids+=($!)
 wait_udp 127.0.0.12:53 client
-measure dnsmasq 127.0.0.12
+measure dnsmasq 127.0.0.12 "${pids[-1]}"
 kill "${pids[-1]}"
 
 aardvark=/usr/lib/podman/aardvark-dns
@@ -130,12 +148,13 @@ if [ -x "$aardvark" ]; then
     "$aardvark" --config "$work/aardvark" -p 53 run 2>/dev/null
     pids+=("$(cat "$work/aardvark/aardvark.pid")")
     wait_udp 10.77.0.1:53
-    measure aardvark 10.77.0.1
+    measure aardvark 10.77.0.1 "${pids[-1]}"
     kill "${pids[-1]}"
 else
     echo "aardvark   (not installed: $aardvark)"
 fi
 
 echo "rbox responder resident memory: ${rss} KiB now, ${hwm} KiB at most"
-echo "rbox internal-dns sync (a reload of $names names, until acknowledged): ${sync_ms} ms"
+echo "rbox internal-dns sync, a reload of $names names until acknowledged: ${sync_ms} ms" \
+    "(median of 21; \`rbox --version\` alone: ${exec_ms} ms)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
