@@ -275,6 +275,7 @@ where
                     let keep_going = !report.exiting;
                     (Reply::Done(report), keep_going)
                 }
+                Err(DnsError::Load(reason)) => (Reply::Failed(reason), true),
                 Err(e) => (Reply::Failed(e.to_string()), true),
             },
             Ok(Request::Stop) => {

@@ -4,7 +4,6 @@
 //! [`Snapshot`], so the two meet only at these types.
 
 use std::fs;
-use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -72,8 +71,8 @@ impl Snapshot {
         })
     }
 
-    /// Reads a snapshot written by [`Snapshot::write_json`]; a missing file is an empty
-    /// snapshot (nothing registered yet).
+    /// Reads a snapshot from a JSON file; a missing file is an empty snapshot (nothing
+    /// registered yet).
     pub fn read_json(path: &Path) -> std::io::Result<Snapshot> {
         match fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -81,15 +80,6 @@ impl Snapshot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Snapshot::default()),
             Err(e) => Err(e),
         }
-    }
-
-    /// Writes the snapshot as JSON, atomically (temporary file, then rename).
-    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
     }
 }
 
@@ -139,7 +129,7 @@ mod tests {
             sandboxes: vec![sandbox("a", &["user"])],
             networks: vec![network("user", true)],
         };
-        snap.write_json(&path).unwrap();
+        fs::write(&path, serde_json::to_vec(&snap).unwrap()).unwrap();
         assert_eq!(Snapshot::read_json(&path).unwrap(), snap);
         fs::write(&path, "{").unwrap();
         assert!(Snapshot::read_json(&path).is_err());

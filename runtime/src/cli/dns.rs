@@ -23,6 +23,8 @@ pub enum InternalDnsAction {
     Serve(SnapshotSource),
     /// Make the responder serve the current records: reload it, or start it.
     Sync(SnapshotSource),
+    /// Start the responder if it is not running (what a container monitor does).
+    Ensure(SnapshotSource),
     /// Stop the responder.
     Stop,
 }
@@ -54,8 +56,12 @@ pub fn run(global: &GlobalOptions, args: InternalDnsArgs) -> anyhow::Result<Exit
         }
         InternalDnsAction::Sync(source) => {
             let report = dns::sync(&global.runroot, &responder_command(global, &source)?)
-                .context("DNS records are not served; retry, or stop the responder with `rbox internal-dns stop`")?;
+                .context("the DNS responder did not take the records")?;
             println!("{}", serde_json::to_string(&report)?);
+        }
+        InternalDnsAction::Ensure(source) => {
+            dns::ensure_running(&global.runroot, &responder_command(global, &source)?)
+                .context("the DNS responder is not running")?;
         }
         InternalDnsAction::Stop => {
             if !dns::stop(&global.runroot).context("cannot stop the DNS responder")? {
