@@ -15,7 +15,26 @@
 //!
 //! The sockets listen on a high port (see [`netns::PREFERRED_PORT`]); a tiny nftables
 //! table in the sandbox's namespace DNATs `127.0.0.11:53` (UDP and TCP) to them, so a
-//! container can still run its own DNS server on port 53.
+//! container can still run its own DNS server on port 53. (Binding 127.0.0.11:53 itself
+//! would take the port from a container server bound to the wildcard address; only
+//! steering with an eBPF socket-lookup program would avoid the NAT, at the price of
+//! hand-assembled BPF.) The port is the same in every sandbox when free, so a restarted
+//! responder lands where conntrack's existing NAT mappings point.
+//!
+//! # Answers
+//!
+//! Names (container name, aliases, hostname) answer A/AAAA on the networks the asking
+//! sandbox is on, case-insensitively, also as `NAME.NETWORK` and with a search domain
+//! appended; shared names give every address, rotated per query; container addresses
+//! answer PTR (`NAME.NETWORK.`); other types of our names are NODATA. Anything else is
+//! forwarded: the client's query is passed on unchanged (but for a fresh random ID, from
+//! a fresh random port) rather than re-asked through a resolver library, so flags, EDNS
+//! options and the upstream's exact answer reach the client, with nothing cached.
+//!
+//! Bounds: queries over 4 KiB get FORMERR, answers never reflect a response, forwards in
+//! flight and TCP connections are capped per sandbox and in all (beyond: SERVFAIL, or the
+//! connection is closed), TCP connections idle for 5 s are closed, and one query's
+//! upstream attempts share a 2 s budget.
 //!
 //! # One responder per runroot
 //!
