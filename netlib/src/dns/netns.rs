@@ -1,5 +1,5 @@
-//! Sockets inside sandboxes: a dedicated thread enters a sandbox's network namespace,
-//! creates what was asked for there, and comes back.
+//! Sockets inside sandboxes: dedicated threads enter a sandbox's network namespace,
+//! create what was asked for there, and come back.
 //!
 //! A socket belongs to the namespace it was created in for its whole life, whichever
 //! thread then binds, connects or reads it; so only `socket(2)` (and the netlink batch
@@ -11,8 +11,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use nix::sched::{CloneFlags, setns};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -58,34 +57,43 @@ pub struct Listeners {
 }
 
 type Work = Box<dyn FnOnce(io::Result<()>) + Send>;
+type Job = (Netns, Work);
 
-/// Handle to the thread that works inside namespaces; cheap to clone.
+/// Handle to the threads that work inside namespaces; cheap to clone.
 #[derive(Clone)]
-pub struct NetnsThread {
-    jobs: mpsc::Sender<(Netns, Work)>,
+pub struct NetnsThreads {
+    jobs: mpsc::Sender<Job>,
 }
 
-impl NetnsThread {
-    pub fn start() -> io::Result<NetnsThread> {
-        let home = File::open("/proc/thread-self/ns/net")?;
-        let (jobs, queue) = mpsc::channel::<(Netns, Work)>();
-        std::thread::Builder::new()
-            .name("dns-netns".into())
-            .spawn(move || {
-                for (netns, work) in queue {
-                    let entered = setns(netns.fd.as_fd(), CloneFlags::CLONE_NEWNET);
-                    work(entered.map_err(io::Error::from));
-                    if let Err(e) = setns(home.as_fd(), CloneFlags::CLONE_NEWNET) {
-                        // Anything this thread did next would happen in a sandbox.
-                        eprintln!("rbox dns: cannot return to the host namespace: {e}");
-                        std::process::abort();
+impl NetnsThreads {
+    /// Starts `count` threads taking jobs from one queue: binding many sandboxes at once
+    /// (a restarted responder) spreads the kernel's nftables commits over them.
+    pub fn start(count: usize) -> io::Result<NetnsThreads> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..count.max(1) {
+            let queue = queue.clone();
+            let home = File::open("/proc/thread-self/ns/net")?;
+            std::thread::Builder::new()
+                .name(format!("dns-netns-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = queue.lock().map(|q| q.recv());
+                        let Ok(Ok((netns, work))) = job else { return };
+                        let entered = setns(netns.fd.as_fd(), CloneFlags::CLONE_NEWNET);
+                        work(entered.map_err(io::Error::from));
+                        if let Err(e) = setns(home.as_fd(), CloneFlags::CLONE_NEWNET) {
+                            // Anything this thread did next would happen in a sandbox.
+                            eprintln!("rbox dns: cannot return to the host namespace: {e}");
+                            std::process::abort();
+                        }
                     }
-                }
-            })?;
-        Ok(NetnsThread { jobs })
+                })?;
+        }
+        Ok(NetnsThreads { jobs })
     }
 
-    /// Runs `f` inside `netns` on the namespace thread and returns its result.
+    /// Runs `f` inside `netns` on a namespace thread and returns its result.
     pub async fn run<T, F>(&self, netns: &Netns, f: F) -> io::Result<T>
     where
         T: Send + 'static,
@@ -95,7 +103,7 @@ impl NetnsThread {
         let work: Work = Box::new(move |entered| {
             let _ = tx.send(entered.and_then(|()| f()));
         });
-        let gone = || io::Error::other("the namespace thread has stopped");
+        let gone = || io::Error::other("the namespace threads have stopped");
         self.jobs.send((netns.clone(), work)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }

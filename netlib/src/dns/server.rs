@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures::StreamExt;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
@@ -28,7 +29,7 @@ use tokio::time::timeout;
 use super::DnsError;
 use super::answer::{Action, MAX_QUERY_LEN, Transport, handle};
 use super::control::{MAX_LINE, Paths, READY, Reply, Request, SyncReport, UnboundSandbox};
-use super::netns::{Netns, NetnsThread};
+use super::netns::{Netns, NetnsThreads};
 use super::snapshot::{SandboxView, Snapshot};
 use super::table::NameTable;
 use super::upstream::{self, SandboxConnector, forward};
@@ -46,6 +47,8 @@ const TCP_TOTAL: usize = 256;
 const TCP_IDLE: Duration = Duration::from_secs(5);
 /// Time to read the rest of a TCP query, or to write an answer.
 const TCP_IO: Duration = Duration::from_secs(2);
+/// Threads entering sandboxes, and sandboxes bound at once after a (re)start.
+const NETNS_THREADS: usize = 4;
 /// Time a control client has to send its request and read the reply.
 const CONTROL_IO: Duration = Duration::from_secs(2);
 
@@ -116,7 +119,8 @@ where
 {
     let shared = Arc::new(Shared {
         table: ArcSwap::from_pointee(NameTable::default()),
-        thread: NetnsThread::start().map_err(DnsError::io("start the namespace thread"))?,
+        threads: NetnsThreads::start(NETNS_THREADS)
+            .map_err(DnsError::io("start the namespace threads"))?,
         forwards: Arc::new(Semaphore::new(FORWARDS_TOTAL)),
         connections: Arc::new(Semaphore::new(TCP_TOTAL)),
         budget: config.upstream_budget,
@@ -150,7 +154,7 @@ where
 /// What every task shares.
 struct Shared {
     table: ArcSwap<NameTable>,
-    thread: NetnsThread,
+    threads: NetnsThreads,
     forwards: Arc<Semaphore>,
     connections: Arc<Semaphore>,
     budget: Duration,
@@ -322,18 +326,26 @@ where
                 self.release(bound, wanted.contains_key(id.as_str())).await;
             }
         }
-        for (id, view) in &wanted {
-            if self.bound.contains_key(*id) {
-                continue;
-            }
-            match self.bind(view).await {
+        let new: Vec<&SandboxView> = wanted
+            .values()
+            .filter(|view| !self.bound.contains_key(&view.id))
+            .copied()
+            .collect();
+        let this = &*self;
+        let binds = futures::stream::iter(new)
+            .map(|view| async move { (view, this.bind(view).await) })
+            .buffer_unordered(NETNS_THREADS)
+            .collect::<Vec<_>>()
+            .await;
+        for (view, bound) in binds {
+            match bound {
                 Ok(bound) => {
-                    self.bound.insert(id.to_string(), bound);
+                    self.bound.insert(view.id.clone(), bound);
                 }
                 Err(e) => {
-                    eprintln!("rbox dns: cannot serve sandbox {id}: {e}");
+                    eprintln!("rbox dns: cannot serve sandbox {}: {e}", view.id);
                     report.unbound.push(UnboundSandbox {
-                        id: id.to_string(),
+                        id: view.id.clone(),
                         error: e.to_string(),
                     });
                 }
@@ -347,13 +359,13 @@ where
     /// Binds the sandbox's sockets (with the redirect) and starts serving them.
     async fn bind(&self, view: &SandboxView) -> std::io::Result<BoundSandbox> {
         let netns = Netns::open(&view.netns_path)?;
-        let listeners = self.shared.thread.bind(&netns).await?;
+        let listeners = self.shared.threads.bind(&netns).await?;
         let udp = Arc::new(UdpSocket::from_std(listeners.udp)?);
         let tcp = TcpListener::from_std(listeners.tcp)?;
         let sandbox = Arc::new(SandboxCtx {
             id: view.id.clone(),
             connector: SandboxConnector {
-                thread: self.shared.thread.clone(),
+                threads: self.shared.threads.clone(),
                 netns: netns.clone(),
             },
             forwards: Arc::new(Semaphore::new(FORWARDS_PER_SANDBOX)),
@@ -378,7 +390,7 @@ where
         drop(bound);
         if alive
             && !replaced
-            && let Err(e) = self.shared.thread.unbind(&netns).await
+            && let Err(e) = self.shared.threads.unbind(&netns).await
         {
             eprintln!("rbox dns: cannot remove a sandbox's DNS redirect: {e}");
         }
@@ -386,16 +398,17 @@ where
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, sandbox: Arc<SandboxCtx>, shared: Arc<Shared>) {
-    // One byte more than a query may have, to tell an oversized one.
-    let mut buf = vec![0u8; MAX_QUERY_LEN + 1];
     let mut forwards = JoinSet::new();
     loop {
-        let (n, peer) = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(received) => received,
-                Err(_) => continue,
-            },
+        tokio::select! {
+            ready = socket.readable() => if ready.is_err() { continue },
             Some(_) = forwards.join_next(), if !forwards.is_empty() => continue,
+        }
+        // The buffer lives on the stack between awaits, not in the task: an idle sandbox
+        // costs no buffer. One byte more than a query may have tells an oversized one.
+        let mut buf = [0u8; MAX_QUERY_LEN + 1];
+        let Ok((n, peer)) = socket.try_recv_from(&mut buf) else {
+            continue;
         };
         let (action, upstreams) = sandbox.decide(&shared, &buf[..n], Transport::Udp);
         match action {

@@ -20,7 +20,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use super::answer::{Forward, Transport, encode};
-use super::netns::{Netns, NetnsThread};
+use super::netns::{Netns, NetnsThreads};
 
 /// Time for all upstream attempts of one query together: well under the 5 s a stub
 /// resolver waits, so it gets SERVFAIL rather than a timeout.
@@ -36,13 +36,16 @@ pub trait Connector: Sync {
 
 /// Sockets made inside a sandbox's namespace.
 pub struct SandboxConnector {
-    pub thread: NetnsThread,
+    pub threads: NetnsThreads,
     pub netns: Netns,
 }
 
 impl Connector for SandboxConnector {
     async fn udp(&self, server: SocketAddr) -> io::Result<UdpSocket> {
-        let socket = self.thread.socket(&self.netns, server, Type::DGRAM).await?;
+        let socket = self
+            .threads
+            .socket(&self.netns, server, Type::DGRAM)
+            .await?;
         let socket = UdpSocket::from_std(socket.into())?;
         socket.connect(server).await?;
         Ok(socket)
@@ -50,7 +53,7 @@ impl Connector for SandboxConnector {
 
     async fn tcp(&self, server: SocketAddr) -> io::Result<TcpStream> {
         let socket = self
-            .thread
+            .threads
             .socket(&self.netns, server, Type::STREAM)
             .await?;
         let socket = TcpSocket::from_std_stream(socket.into());
