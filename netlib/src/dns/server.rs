@@ -1,7 +1,8 @@
 //! The responder process: one per runroot, serving every DNS-enabled sandbox.
 //!
-//! One tokio thread runs everything: per sandbox a UDP task and a TCP accept task on the
-//! sockets bound inside it, and the control loop that reloads the table. The table is
+//! One tokio thread serves everything: per sandbox a UDP task and a TCP accept task on the
+//! sockets bound inside it, and the control loop that reloads the table (the loader runs
+//! on a blocking thread, socket creation on the namespace threads). The table is
 //! immutable and swapped atomically, so a query is answered either from the old table or
 //! from the new one, never dropped and never from a half-built one. Work is bounded
 //! everywhere: query size, forwards in flight and TCP connections per sandbox and in all,
