@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod dns;
 pub mod network;
 
 /// Exit status for an error of rbox itself (as Docker's 125).
@@ -60,6 +61,9 @@ pub enum Command {
         #[command(subcommand)]
         command: network::NetworkCommand,
     },
+    /// The embedded DNS responder's process (internal).
+    #[command(name = "internal-dns", hide = true)]
+    InternalDns(dns::InternalDnsArgs),
 }
 
 /// Runs the `rbox` command line and returns the process's exit status.
@@ -78,5 +82,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { global, command } = cli;
     match command {
         Command::Network { command } => network::run(&global, command),
+        Command::InternalDns(args) => dns::run(&global, args),
     }
 }
