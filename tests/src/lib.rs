@@ -12,6 +12,12 @@
 //! their descendants and those in its cgroups), removes its cgroups and its directory,
 //! even when the test failed.
 
+mod kernel;
+mod switch;
+
+pub use kernel::{KernelFeature, in_vm, require_kernel};
+pub use switch::VlanSwitch;
+
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
