@@ -42,15 +42,12 @@ fn vlan_trunk_reaches_each_vlan_and_vlans_stay_apart() {
     assert_eq!(vids, [100, 200], "trunk VLANs: {vlans}");
 
     // Give server100 an address in VLAN 200's subnet: its untagged frames enter VLAN 100
-    // and never reach server200. The trunk side shows both servers are up meanwhile.
-    server100.sh_ok("ip addr add 192.168.3.51/24 dev eth0");
-    let out = server100.sh("ping -c2 -W2 192.168.3.50");
-    assert!(
-        !out.status.success(),
-        "VLAN 100 reached a server on VLAN 200:\n{}",
-        String::from_utf8_lossy(&out.stdout)
+    // and never reach server200, which the trunk side still reaches.
+    server100.sh_ok(
+        "ip addr add 192.168.3.51/24 dev eth0 &&
+         if ping -c2 -W2 192.168.3.50; then echo 'VLAN 100 reached VLAN 200' >&2; exit 1; fi",
     );
-    host.sh_ok("ping -c1 -W5 10.0.0.50 && ping -c1 -W5 192.168.3.50");
+    host.sh_ok("ping -c1 -W5 192.168.3.50");
 }
 
 /// An ipvlan child moved into another namespace reaches the parent's peer, with the
@@ -63,16 +60,19 @@ fn ipvlan_l2_child_in_a_namespace_reaches_a_peer() {
     let host = Host::new("host");
     let peer = Host::new("peer");
     let sandbox = Host::new("sandbox");
-    host.link("nic", None, &peer, "eth0", Some("10.1.0.2/24"));
-    host.sh_ok(&format!(
-        "ip link add link nic name iv0 type ipvlan mode l2 &&
-         ip link set iv0 netns {}",
+    // Few commands, each doing several steps: every process costs under emulation.
+    let parent_mac = host.sh_ok(&format!(
+        "ip link add nic type veth peer name eth0 netns {} && ip link set nic up &&
+         ip link add link nic name iv0 type ipvlan mode l2 &&
+         ip link set iv0 netns {} && cat /sys/class/net/nic/address",
+        peer.pid(),
         sandbox.pid()
     ));
-    sandbox
-        .sh_ok("ip addr add 10.1.0.10/24 dev iv0 && ip link set iv0 up && ping -c1 -W5 10.1.0.2");
-    let parent_mac = host.sh_ok("cat /sys/class/net/nic/address");
-    let child_mac = sandbox.sh_ok("cat /sys/class/net/iv0/address");
+    peer.sh_ok("ip addr add 10.1.0.2/24 dev eth0 && ip link set eth0 up");
+    let child_mac = sandbox.sh_ok(
+        "ip addr add 10.1.0.10/24 dev iv0 && ip link set iv0 up &&
+         ping -c1 -W5 10.1.0.2 >&2 && cat /sys/class/net/iv0/address",
+    );
     assert_eq!(
         child_mac, parent_mac,
         "an ipvlan child shares its parent's MAC"
