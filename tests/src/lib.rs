@@ -454,12 +454,15 @@ mod tests {
             a.set_resolv_conf("nameserver 10.9.0.2\n");
             assert!(a.sh_ok("cat /etc/resolv.conf").contains("10.9.0.2"));
             // A background process of the lab is found and killed on drop.
-            a.command("sleep").arg("1000").spawn().unwrap();
+            let mut sleeper = a.command("sleep").arg("1000").spawn().unwrap();
             dir = a.dir().to_path_buf();
             assert!(
                 a.sh_ok("ls -d /sys/fs/cgroup/*")
                     .contains("/sys/fs/cgroup/")
             );
+            drop(a);
+            let status = sleeper.wait().unwrap();
+            assert!(!status.success(), "the lab's process survived its lab");
         }
         assert!(!dir.exists(), "lab directory left behind");
     }

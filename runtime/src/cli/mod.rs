@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod network;
+
 /// Exit status for an error of rbox itself (as Docker's 125).
 pub const EXIT_RBOX_ERROR: u8 = 125;
 
@@ -52,7 +54,13 @@ pub struct GlobalOptions {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
+    },
+}
 
 /// Runs the `rbox` command line and returns the process's exit status.
 pub fn main() -> ExitCode {
@@ -67,6 +75,8 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Cli { global: _, command } = cli;
-    match command {}
+    let Cli { global, command } = cli;
+    match command {
+        Command::Network { command } => network::run(&global, command),
+    }
 }
