@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod dns;
 pub mod image;
+pub mod network;
 
 /// Exit status for an error of rbox itself (as Docker's 125).
 pub const EXIT_RBOX_ERROR: u8 = 125;
@@ -57,6 +59,14 @@ pub struct GlobalOptions {
 pub enum Command {
     #[command(flatten)]
     Image(image::ImageCommand),
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
+    },
+    /// The embedded DNS responder's process (internal).
+    #[command(name = "internal-dns", hide = true)]
+    InternalDns(dns::InternalDnsArgs),
 }
 
 /// Runs the `rbox` command line and returns the process's exit status.
@@ -75,5 +85,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { global, command } = cli;
     match command {
         Command::Image(c) => image::run(&global, c),
+        Command::Network { command } => network::run(&global, command),
+        Command::InternalDns(args) => dns::run(&global, args),
     }
 }
