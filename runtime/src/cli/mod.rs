@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod container;
+pub mod ps;
+
 /// Exit status for an error of rbox itself (as Docker's 125).
 pub const EXIT_RBOX_ERROR: u8 = 125;
 
@@ -52,7 +55,15 @@ pub struct GlobalOptions {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    #[command(flatten)]
+    Container(container::Verb),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Manage containers.
+    #[command(name = "container", subcommand)]
+    Containers(container::ContainerCommand),
+}
 
 /// Runs the `rbox` command line and returns the process's exit status.
 pub fn main() -> ExitCode {
@@ -67,6 +78,10 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Cli { global: _, command } = cli;
-    match command {}
+    let Cli { global, command } = cli;
+    Ok(match command {
+        Command::Container(v) => container::dispatch(&global, container::ContainerCommand::Verb(v)),
+        Command::Ps(a) => container::dispatch(&global, container::ContainerCommand::Ls(a)),
+        Command::Containers(c) => container::dispatch(&global, c),
+    })
 }

@@ -79,7 +79,8 @@ impl Decoder {
         if self.buf.len() < HEADER {
             return Ok(None);
         }
-        let kind = Kind::from_u8(self.buf[0]).ok_or_else(|| format!("unknown frame kind {}", self.buf[0]))?;
+        let kind = Kind::from_u8(self.buf[0])
+            .ok_or_else(|| format!("unknown frame kind {}", self.buf[0]))?;
         let len = u32::from_be_bytes(self.buf[4..8].try_into().expect("4 bytes")) as usize;
         if len > MAX_FRAME {
             return Err(format!("frame of {len} bytes is too large"));
@@ -101,7 +102,10 @@ pub fn exit_code(payload: &[u8]) -> Option<i32> {
 /// Reads rows and columns out of a `Resize` payload.
 pub fn size(payload: &[u8]) -> Option<(u16, u16)> {
     let p = payload.get(..4)?;
-    Some((u16::from_be_bytes([p[0], p[1]]), u16::from_be_bytes([p[2], p[3]])))
+    Some((
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    ))
 }
 
 #[cfg(test)]

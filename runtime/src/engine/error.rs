@@ -12,7 +12,9 @@ pub enum Error {
     NoSuchContainer(String),
     #[error("container id prefix {0:?} is ambiguous: give more of the id or the name")]
     AmbiguousId(String),
-    #[error("the container name {name:?} is already in use by container {id}: remove that container or choose another name")]
+    #[error(
+        "the container name {name:?} is already in use by container {id}: remove that container or choose another name"
+    )]
     NameInUse { name: String, id: String },
     #[error("container {0} is running: stop it first, or use --force")]
     Running(String),
@@ -48,9 +50,16 @@ pub enum Error {
 
 impl Error {
     /// Builds an I/O error that names the file it concerns.
-    pub fn io(context: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { context, path, source }
+        move |source| Error::Io {
+            context,
+            path,
+            source,
+        }
     }
 
     /// The exit status Docker gives this error: 126/127 for a command that could not be

@@ -57,7 +57,10 @@ pub struct Writer {
 impl Writer {
     pub fn open(path: &Path) -> std::io::Result<Writer> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Writer { file, partial: [Vec::new(), Vec::new()] })
+        Ok(Writer {
+            file,
+            partial: [Vec::new(), Vec::new()],
+        })
     }
 
     /// Logs `data`: each complete line becomes an entry; a trailing partial line waits
@@ -122,7 +125,10 @@ pub struct Reader {
 
 impl Reader {
     pub fn open(path: &Path) -> std::io::Result<Reader> {
-        Ok(Reader { reader: BufReader::new(File::open(path)?), pos: 0 })
+        Ok(Reader {
+            reader: BufReader::new(File::open(path)?),
+            pos: 0,
+        })
     }
 
     /// The complete entries written since the last call.
@@ -162,15 +168,28 @@ mod tests {
         w.write(Stream::Stderr, b"oops\n").unwrap();
         let mut r = Reader::open(&p).unwrap();
         let got = r.read_new().unwrap();
-        assert_eq!(got.iter().map(|e| (e.log.as_str(), e.stream.as_str())).collect::<Vec<_>>(), [("hello\n", "stdout"), ("oops\n", "stderr")]);
+        assert_eq!(
+            got.iter()
+                .map(|e| (e.log.as_str(), e.stream.as_str()))
+                .collect::<Vec<_>>(),
+            [("hello\n", "stdout"), ("oops\n", "stderr")]
+        );
         w.write(Stream::Stdout, b"ld\n").unwrap();
         w.write(Stream::Stdout, b"no newline").unwrap();
         w.flush_partial().unwrap();
         let got = r.read_new().unwrap();
-        assert_eq!(got.iter().map(|e| e.log.as_str()).collect::<Vec<_>>(), ["world\n", "no newline"]);
+        assert_eq!(
+            got.iter().map(|e| e.log.as_str()).collect::<Vec<_>>(),
+            ["world\n", "no newline"]
+        );
         assert!(r.read_new().unwrap().is_empty());
         // Docker's shape, field for field.
-        let first = std::fs::read_to_string(&p).unwrap().lines().next().unwrap().to_string();
+        let first = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
         let v: serde_json::Value = serde_json::from_str(&first).unwrap();
         assert_eq!(v["log"], "hello\n");
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
@@ -181,7 +200,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = path(dir.path(), "x");
         let mut w = Writer::open(&p).unwrap();
-        w.write(Stream::Stdout, &vec![b'a'; MAX_LINE * 2 + 10]).unwrap();
+        w.write(Stream::Stdout, &vec![b'a'; MAX_LINE * 2 + 10])
+            .unwrap();
         let mut r = Reader::open(&p).unwrap();
         assert_eq!(r.read_new().unwrap().len(), 2);
         w.flush_partial().unwrap();

@@ -187,7 +187,8 @@ fn host_devices() -> Vec<LinuxDevice> {
     out
 }
 
-fn to_oci_caps(set: &BTreeSet<String>) -> HashSet<Capability> {
+/// Capability names (`CAP_X`) as the OCI config's set.
+pub fn capability_set(set: &BTreeSet<String>) -> HashSet<Capability> {
     set.iter()
         .filter_map(|c| serde_json::from_value(serde_json::Value::String(c.clone())).ok())
         .collect()
@@ -243,7 +244,7 @@ pub fn build(rec: &ContainerRecord, ctx: &StartContext) -> Result<Spec, String> 
     if !ctx.additional_gids.is_empty() {
         user.set_additional_gids(Some(ctx.additional_gids.clone()));
     }
-    let bounding = to_oci_caps(&capset);
+    let bounding = capability_set(&capset);
     // A non-root process gets the bounding set only, as Docker does: it can gain
     // capabilities only through file capabilities or setuid binaries.
     let active = if ctx.user.uid == 0 {
@@ -569,20 +570,24 @@ mod tests {
 
     #[test]
     fn flags_reach_the_config() {
-        let mut o = ContainerOptions::default();
-        o.read_only = true;
-        o.tty = true;
-        o.resources.memory = Some(64 << 20);
-        o.resources.nano_cpus = Some(500_000_000);
-        o.resources.pids_limit = Some(50);
-        o.seccomp = SeccompChoice::Unconfined;
-        o.no_new_privileges = true;
-        o.binds.push(BindMount {
-            source: "/tmp".into(),
-            destination: "/data".into(),
+        let o = ContainerOptions {
             read_only: true,
-            propagation: "rprivate".into(),
-        });
+            tty: true,
+            resources: crate::engine::options::Resources {
+                memory: Some(64 << 20),
+                nano_cpus: Some(500_000_000),
+                pids_limit: Some(50),
+            },
+            seccomp: SeccompChoice::Unconfined,
+            no_new_privileges: true,
+            binds: vec![BindMount {
+                source: "/tmp".into(),
+                destination: "/data".into(),
+                read_only: true,
+                propagation: "rprivate".into(),
+            }],
+            ..Default::default()
+        };
         let mut c = ctx(NetNs::Host);
         let tini = PathBuf::from("/usr/bin/tini-static");
         c.init_binary = Some(&tini);

@@ -554,7 +554,9 @@ pub fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts, InvalidOptio
         match (key, value) {
             ("seccomp", "unconfined") => out.seccomp = SeccompChoice::Unconfined,
             ("seccomp", "") => {
-                return invalid("invalid --security-opt seccomp: give unconfined or a profile path");
+                return invalid(
+                    "invalid --security-opt seccomp: give unconfined or a profile path",
+                );
             }
             ("seccomp", path) => {
                 let text = std::fs::read_to_string(path)

@@ -26,7 +26,10 @@ pub struct Store {
 impl Store {
     /// The store under `root` (persistent) and `runroot` (volatile), created if missing.
     pub fn open(root: &Path, runroot: &Path) -> Result<Store> {
-        let store = Store { dir: root.join("containers"), run_dir: runroot.join("containers") };
+        let store = Store {
+            dir: root.join("containers"),
+            run_dir: runroot.join("containers"),
+        };
         for d in [store.dir.join(NAMES_DIR), store.run_dir.clone()] {
             fs::create_dir_all(&d).map_err(Error::io("cannot create", &d))?;
         }
@@ -58,11 +61,21 @@ impl Store {
         self.record_path(&id).exists().then_some(id)
     }
 
+    /// The id of the container named `name`.
+    pub fn resolve_name(&self, name: &str) -> Result<String> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        self.id_of_name(name)
+            .ok_or_else(|| Error::NoSuchContainer(name.to_string()))
+    }
+
     /// Records a new container; fails, changing nothing, when its name is taken.
     pub fn create(&self, rec: &ContainerRecord) -> Result<()> {
         let _lock = fsutil::lock_exclusive(&self.dir)?;
         if let Some(id) = self.id_of_name(&rec.name) {
-            return Err(Error::NameInUse { name: rec.name.clone(), id: ids::short(&id).to_string() });
+            return Err(Error::NameInUse {
+                name: rec.name.clone(),
+                id: ids::short(&id).to_string(),
+            });
         }
         let dir = self.dir(&rec.id);
         fs::create_dir(&dir).map_err(Error::io("cannot create", &dir))?;
@@ -115,7 +128,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out.sort_by_key(|r| std::cmp::Reverse(r.created));
         Ok(out)
     }
 
@@ -142,7 +155,11 @@ impl Store {
 
     /// Changes a record under its lock: `f` sees the current record and its changes are
     /// written when it returns `Ok`.
-    pub fn update<T>(&self, id: &str, f: impl FnOnce(&mut ContainerRecord) -> Result<T>) -> Result<T> {
+    pub fn update<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord) -> Result<T>,
+    ) -> Result<T> {
         let dir = self.dir(id);
         let _lock = fsutil::lock_exclusive(&dir).map_err(|e| match e {
             Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -187,7 +204,10 @@ mod tests {
             id: ids::new_id(),
             name: name.into(),
             created: chrono::Utc::now(),
-            image: ImageInfo { reference: "busybox".into(), id: "sha256:1".into() },
+            image: ImageInfo {
+                reference: "busybox".into(),
+                id: "sha256:1".into(),
+            },
             config: ProcessConfig::default(),
             options: ContainerOptions::default(),
             cgroup_parent: "rbox".into(),
@@ -205,7 +225,10 @@ mod tests {
         assert_eq!(store.resolve("alpha").unwrap(), a.id);
         assert_eq!(store.resolve(&a.id).unwrap(), a.id);
         assert_eq!(store.resolve(&a.id[..6]).unwrap(), a.id);
-        assert!(matches!(store.resolve("nope"), Err(Error::NoSuchContainer(_))));
+        assert!(matches!(
+            store.resolve("nope"),
+            Err(Error::NoSuchContainer(_))
+        ));
         // A duplicate name fails and leaves nothing behind.
         let dup = rec("alpha");
         assert!(matches!(store.create(&dup), Err(Error::NameInUse { .. })));
@@ -219,8 +242,14 @@ mod tests {
         assert_eq!(store.load(&a.id).unwrap().state.status, Status::Running);
         assert_eq!(store.list().unwrap().len(), 1);
         store.remove(&a.id).unwrap();
-        assert!(matches!(store.resolve("alpha"), Err(Error::NoSuchContainer(_))));
-        assert!(matches!(store.update(&a.id, |_| Ok(())), Err(Error::NoSuchContainer(_))));
+        assert!(matches!(
+            store.resolve("alpha"),
+            Err(Error::NoSuchContainer(_))
+        ));
+        assert!(matches!(
+            store.update(&a.id, |_| Ok(())),
+            Err(Error::NoSuchContainer(_))
+        ));
         // The name is free again.
         store.create(&rec("alpha")).unwrap();
     }

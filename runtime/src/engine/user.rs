@@ -20,7 +20,10 @@ pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let fd = openat2(&dir, rel, how).ok()?;
     let mut text = String::new();
-    File::from(fd).take(4 << 20).read_to_string(&mut text).ok()?;
+    File::from(fd)
+        .take(4 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
     Some(text)
 }
 
@@ -34,7 +37,11 @@ fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
     text.lines().filter_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() >= 4).then_some(())?;
-        Some(PasswdEntry { name: f[0], uid: f[2].parse().ok()?, gid: f[3].parse().ok()? })
+        Some(PasswdEntry {
+            name: f[0],
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+        })
     })
 }
 
@@ -51,14 +58,21 @@ fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
         Some(GroupEntry {
             name: f[0],
             gid: f[2].parse().ok()?,
-            members: f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).collect()).unwrap_or_default(),
+            members: f
+                .get(3)
+                .map(|m| m.split(',').filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default(),
         })
     })
 }
 
 /// Resolves `spec` (`""` means root) from the given passwd and group contents: the user's
 /// uid and gid, and its supplementary groups (those that list it as a member).
-pub fn resolve_from(spec: &str, passwd: &str, group: &str) -> Result<(ResolvedUser, Vec<u32>), String> {
+pub fn resolve_from(
+    spec: &str,
+    passwd: &str,
+    group: &str,
+) -> Result<(ResolvedUser, Vec<u32>), String> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -72,7 +86,9 @@ pub fn resolve_from(spec: &str, passwd: &str, group: &str) -> Result<(ResolvedUs
         Err(_) => {
             let e = passwd_entries(passwd)
                 .find(|e| e.name == user)
-                .ok_or_else(|| format!("unable to find user {user}: no matching entries in passwd file"))?;
+                .ok_or_else(|| {
+                    format!("unable to find user {user}: no matching entries in passwd file")
+                })?;
             (e.uid, e.gid, Some(e.name))
         }
     };
@@ -82,7 +98,9 @@ pub fn resolve_from(spec: &str, passwd: &str, group: &str) -> Result<(ResolvedUs
             Err(_) => group_entries(group)
                 .find(|e| e.name == g)
                 .map(|e| e.gid)
-                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
         };
     }
     let mut additional: Vec<u32> = match name {
@@ -98,7 +116,10 @@ pub fn resolve_from(spec: &str, passwd: &str, group: &str) -> Result<(ResolvedUs
 
 /// Resolves `spec` against the container's root filesystem.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<(ResolvedUser, Vec<u32>), String> {
-    if spec.is_empty() || spec == "0" || spec == "root" && read_in_root(rootfs, "etc/passwd").is_none() {
+    if spec.is_empty()
+        || spec == "0"
+        || spec == "root" && read_in_root(rootfs, "etc/passwd").is_none()
+    {
         return Ok((ResolvedUser::default(), Vec::new()));
     }
     let passwd = read_in_root(rootfs, "etc/passwd").unwrap_or_default();
@@ -111,15 +132,43 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nwheel:x:10:alice\nusers:x:100:alice,bob\nalice:x:1000:\nnogroup:x:65534:\n";
+    const GROUP: &str =
+        "root:x:0:\nwheel:x:10:alice\nusers:x:100:alice,bob\nalice:x:1000:\nnogroup:x:65534:\n";
 
     #[test]
     fn users_and_groups() {
         let r = |s| resolve_from(s, PASSWD, GROUP).unwrap();
         assert_eq!(r(""), (ResolvedUser { uid: 0, gid: 0 }, vec![]));
-        assert_eq!(r("alice"), (ResolvedUser { uid: 1000, gid: 1000 }, vec![10, 100]));
-        assert_eq!(r("1000"), (ResolvedUser { uid: 1000, gid: 1000 }, vec![10, 100]));
-        assert_eq!(r("nobody:users"), (ResolvedUser { uid: 65534, gid: 100 }, vec![]));
+        assert_eq!(
+            r("alice"),
+            (
+                ResolvedUser {
+                    uid: 1000,
+                    gid: 1000
+                },
+                vec![10, 100]
+            )
+        );
+        assert_eq!(
+            r("1000"),
+            (
+                ResolvedUser {
+                    uid: 1000,
+                    gid: 1000
+                },
+                vec![10, 100]
+            )
+        );
+        assert_eq!(
+            r("nobody:users"),
+            (
+                ResolvedUser {
+                    uid: 65534,
+                    gid: 100
+                },
+                vec![]
+            )
+        );
         assert_eq!(r("4242"), (ResolvedUser { uid: 4242, gid: 0 }, vec![]));
         assert_eq!(r("4242:77"), (ResolvedUser { uid: 4242, gid: 77 }, vec![]));
         assert!(resolve_from("mallory", PASSWD, GROUP).is_err());
@@ -133,8 +182,12 @@ mod tests {
         // A symlink to an absolute path resolves inside the root, not on the host.
         std::os::unix::fs::symlink("/etc/real-passwd", root.path().join("etc/passwd")).unwrap();
         std::fs::write(root.path().join("etc/real-passwd"), PASSWD).unwrap();
-        assert_eq!(read_in_root(root.path(), "etc/passwd").as_deref(), Some(PASSWD));
-        std::os::unix::fs::symlink("/../../../../etc/hostname", root.path().join("etc/group")).unwrap();
+        assert_eq!(
+            read_in_root(root.path(), "etc/passwd").as_deref(),
+            Some(PASSWD)
+        );
+        std::os::unix::fs::symlink("/../../../../etc/hostname", root.path().join("etc/group"))
+            .unwrap();
         assert_eq!(read_in_root(root.path(), "etc/group"), None);
         assert_eq!(resolve(root.path(), "alice").unwrap().0.uid, 1000);
     }
