@@ -67,7 +67,17 @@ pub enum Command {
 
 /// Runs the `rbox` command line and returns the process's exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 125, as Docker's do (help and version are no errors).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_RBOX_ERROR),
+            };
+        }
+    };
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
