@@ -8,6 +8,7 @@
 
 mod api;
 pub mod defaults;
+pub mod dns;
 pub mod drivers;
 pub mod files;
 pub mod firewall;

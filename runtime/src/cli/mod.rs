@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 pub mod container;
+mod dns;
 pub mod ps;
 
 /// Exit status for an error of rbox itself (as Docker's 125).
@@ -63,6 +64,9 @@ pub enum Command {
     /// Manage containers.
     #[command(name = "container", subcommand)]
     Containers(container::ContainerCommand),
+    /// The embedded DNS responder's process (internal).
+    #[command(name = "internal-dns", hide = true)]
+    InternalDns(dns::InternalDnsArgs),
 }
 
 /// Runs the `rbox` command line and returns the process's exit status.
@@ -93,5 +97,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Container(v) => container::dispatch(&global, container::ContainerCommand::Verb(v)),
         Command::Ps(a) => container::dispatch(&global, container::ContainerCommand::Ls(a)),
         Command::Containers(c) => container::dispatch(&global, c),
+        Command::InternalDns(args) => dns::run(&global, args)?,
     })
 }
