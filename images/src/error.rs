@@ -21,12 +21,8 @@ pub enum Error {
     Digest(#[from] DigestError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
-    #[error("refusing layer {layer}: {source}")]
-    Layer {
-        layer: String,
-        #[source]
-        source: UnpackError,
-    },
+    #[error("refusing layer {layer}: {error}")]
+    Layer { layer: String, error: UnpackError },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -53,12 +49,8 @@ pub enum Error {
     MultipleNames { id: String, count: usize },
     #[error("invalid image {what}: {reason}")]
     InvalidImage { what: String, reason: String },
-    #[error("image store at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("image store at {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -70,9 +62,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 }

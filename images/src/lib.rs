@@ -36,5 +36,5 @@ pub use progress::{Console, ConsoleProgress, LayerState, NoProgress, Progress, P
 pub use reference::{Reference, ReferenceError};
 pub use registry::{Credentials, PullOptions, RegistryError};
 pub use rootfs::{Rootfs, RootfsError};
-pub use store::{Image, ImageConfig, ImageStore, PruneReport, familiar};
+pub use store::{Image, ImageConfig, ImageInspect, ImageStore, PruneReport, familiar};
 pub use unpack::UnpackError;

@@ -29,18 +29,10 @@ pub enum RootfsError {
     TooManyLayers { image: String, layers: usize },
     #[error("layer {0} of the image is missing from the store: pull or load the image again")]
     MissingLayer(String),
-    #[error("mounting the root filesystem of container {container}: {source}")]
-    Mount {
-        container: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("unmounting the root filesystem of container {container}: {source}")]
-    Unmount {
-        container: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("mounting the root filesystem of container {container}: {error}")]
+    Mount { container: String, error: io::Error },
+    #[error("unmounting the root filesystem of container {container}: {error}")]
+    Unmount { container: String, error: io::Error },
 }
 
 /// A container's mounted root filesystem.
@@ -157,10 +149,10 @@ impl ImageStore {
             }
             .into());
         }
-        mount_overlay_from(&self.dir, &options, &merged).map_err(|source| {
+        mount_overlay_from(&self.dir, &options, &merged).map_err(|error| {
             RootfsError::Mount {
                 container: container.to_string(),
-                source,
+                error,
             }
             .into()
         })
@@ -172,7 +164,7 @@ impl ImageStore {
         let merged = self.rootfs_path(container);
         let unmount_err = |e: nix::Error| RootfsError::Unmount {
             container: container.to_string(),
-            source: io::Error::from(e),
+            error: io::Error::from(e),
         };
         match nix::mount::umount2(&merged, MntFlags::empty()) {
             Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => Ok(()),

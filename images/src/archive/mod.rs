@@ -14,7 +14,7 @@ pub use load::Loaded;
 #[derive(Debug, Error)]
 pub enum ArchiveError {
     #[error("reading the archive: {0}")]
-    Read(#[source] io::Error),
+    Read(io::Error),
     #[error(
         "the archive is neither an OCI image layout (no index.json) nor a `docker save` \
          archive (no manifest.json)"
@@ -25,7 +25,7 @@ pub enum ArchiveError {
     #[error("the archive refers to {0}, which it does not contain")]
     Missing(String),
     #[error("writing the archive: {0}")]
-    Write(#[source] io::Error),
+    Write(io::Error),
 }
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

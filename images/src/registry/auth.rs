@@ -72,7 +72,7 @@ fn read_config(path: &Path) -> Result<Map<String, Value>> {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(Error::Io {
                 path: path.to_path_buf(),
-                source: io::Error::new(io::ErrorKind::InvalidData, "not a JSON object"),
+                error: io::Error::new(io::ErrorKind::InvalidData, "not a JSON object"),
             }),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Map::new()),

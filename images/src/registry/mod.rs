@@ -120,7 +120,7 @@ impl Session<'_> {
     fn err(&self, e: OciDistributionError) -> Error {
         let registry = self.reference.registry().to_string();
         let reference = self.reference.to_string();
-        let detail = e.to_string();
+        let detail = chain(&e);
         Error::Registry(match &e {
             OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
                 RegistryError::Unreachable { registry, detail }
@@ -195,6 +195,21 @@ impl Session<'_> {
     }
 }
 
+/// An error with its causes: "error decoding response body: timed out".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 fn client(protocol: ClientProtocol, accept_invalid_certificates: bool) -> Client {
     Client::new(ClientConfig {
         protocol,
@@ -224,9 +239,9 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io {
+        .map_err(|error| Error::Io {
             path: "tokio runtime".into(),
-            source,
+            error,
         })
 }
 
@@ -292,14 +307,15 @@ impl ImageStore {
             None => RegistryAuth::Anonymous,
         };
         let insecure = self.is_insecure_registry(reference.registry(), opts);
-        let mut attempts = vec![client(ClientProtocol::Https, insecure)];
-        if insecure {
-            attempts.push(client(ClientProtocol::Http, true));
-        }
+        let protocols: &[ClientProtocol] = if insecure {
+            &[ClientProtocol::Https, ClientProtocol::Http]
+        } else {
+            &[ClientProtocol::Https]
+        };
         let mut last = None;
-        for c in attempts {
+        for protocol in protocols {
             let session = Session {
-                client: c,
+                client: client(protocol.clone(), insecure),
                 auth: auth.clone(),
                 reference,
             };
@@ -443,13 +459,13 @@ impl ImageStore {
         let path = self.blobs.path(blob);
         let diff_id = diff_id.clone();
         let meta = tokio::task::spawn_blocking(move || {
-            let file = File::open(&path).map_err(|source| Error::Io { path, source })?;
+            let file = File::open(&path).map_err(|error| Error::Io { path, error })?;
             layers.ensure(&diff_id, file)
         })
         .await
         .map_err(|e| Error::Io {
             path: "unpack task".into(),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         })??;
         report(LayerState::PullComplete);
         Ok(meta.size)
@@ -470,7 +486,7 @@ impl ImageStore {
                 .await
                 .map_err(|e| Error::Io {
                     path: "ingest task".into(),
-                    source: std::io::Error::other(e),
+                    error: std::io::Error::other(e),
                 })??;
             if ingest.is_done() {
                 return Ok(());

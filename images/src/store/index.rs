@@ -167,7 +167,7 @@ impl Index {
         match fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
                 path: self.path.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidData, e),
+                error: io::Error::new(io::ErrorKind::InvalidData, e),
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Records::default()),
             Err(e) => Err(e).at(&self.path),

@@ -84,9 +84,9 @@ impl Layers {
     fn unpack_into(&self, diff_id: &Digest, blob: impl Read, tmp: &Path) -> Result<LayerMeta> {
         let diff = tmp.join("diff");
         fs::create_dir_all(&diff).at(&diff)?;
-        let layer_err = |source| Error::Layer {
+        let layer_err = |error| Error::Layer {
             layer: diff_id.to_string(),
-            source,
+            error,
         };
         let stats = unpack::unpack(blob, &diff).map_err(layer_err)?;
         if &stats.diff_id != diff_id {

@@ -73,6 +73,31 @@ pub struct Image {
     pub containers: Vec<String>,
 }
 
+/// `image inspect` output, in Docker's field order.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageInspect {
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub parent: String,
+    pub comment: String,
+    pub created: Value,
+    pub author: String,
+    pub config: Value,
+    pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub os: String,
+    pub size: u64,
+    pub graph_driver: Value,
+    #[serde(rename = "RootFS")]
+    pub root_fs: Value,
+    pub metadata: Value,
+    /// Containers whose root filesystem uses the image (not in Docker's output).
+    pub containers: Vec<String>,
+}
+
 /// What `prune` removed.
 #[derive(Debug, Default)]
 pub struct PruneReport {
@@ -144,38 +169,37 @@ impl ImageStore {
         self.image(records.find(query)?)
     }
 
-    /// Docker's `image inspect` JSON for one image.
-    pub fn inspect(&self, query: &str) -> Result<Value> {
+    /// Docker's `image inspect` view of one image (serialise it to JSON).
+    pub fn inspect(&self, query: &str) -> Result<ImageInspect> {
         let image = self.resolve(query)?;
         let raw: Value = serde_json::from_slice(&self.blobs.read(&image.id)?)
             .map_err(|e| Error::invalid("config", e))?;
+        let field = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
+        let text = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let lower: Vec<String> = image
             .layers
             .iter()
             .rev()
             .map(|l| self.layers.diff_dir(l).display().to_string())
             .collect();
-        let mut out = json!({
-            "Id": image.id,
-            "RepoTags": image.names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-            "RepoDigests": image.repo_digests.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-            "Parent": "",
-            "Comment": raw.get("comment").cloned().unwrap_or(json!("")),
-            "Created": raw.get("created").cloned().unwrap_or(Value::Null),
-            "Author": raw.get("author").cloned().unwrap_or(json!("")),
-            "Config": raw.get("config").cloned().unwrap_or(json!({})),
-            "Architecture": image.architecture,
-            "Os": image.os,
-            "Size": image.size,
-            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": lower.join(":")}},
-            "RootFS": {"Type": "layers", "Layers": image.layers},
-            "Metadata": {"LastTagTime": image.added.to_rfc3339()},
-            "Containers": image.containers,
-        });
-        if let Some(v) = &image.variant {
-            out["Variant"] = json!(v);
-        }
-        Ok(out)
+        Ok(ImageInspect {
+            id: image.id.to_string(),
+            repo_tags: image.names.iter().map(|n| familiar(n)).collect(),
+            repo_digests: image.repo_digests.iter().map(|n| familiar(n)).collect(),
+            parent: String::new(),
+            comment: text("comment"),
+            created: field("created"),
+            author: text("author"),
+            config: raw.get("config").cloned().unwrap_or(json!({})),
+            architecture: image.architecture.clone(),
+            variant: image.variant.clone(),
+            os: image.os.clone(),
+            size: image.size,
+            graph_driver: json!({"Name": "overlay", "Data": {"LowerDir": lower.join(":")}}),
+            root_fs: json!({"Type": "layers", "Layers": image.layers}),
+            metadata: json!({"LastTagTime": image.added.to_rfc3339()}),
+            containers: image.containers,
+        })
     }
 
     /// Builds the public view of a record from its config blob.

@@ -54,13 +54,9 @@ pub enum UnpackError {
     #[error("layer content does not match its diffID: expected {expected}, got {actual}")]
     DiffIdMismatch { expected: Digest, actual: Digest },
     #[error("reading the layer (corrupt or truncated archive?): {0}")]
-    Read(#[source] io::Error),
-    #[error("layer entry {path:?}: {source}")]
-    Write {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    Read(io::Error),
+    #[error("layer entry {path:?}: {error}")]
+    Write { path: String, error: io::Error },
 }
 
 /// What unpacking found out about the layer.
@@ -90,9 +86,9 @@ pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>>
 pub fn unpack(blob: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> {
     let root = File::open(dest)
         .map(OwnedFd::from)
-        .map_err(|source| UnpackError::Write {
+        .map_err(|error| UnpackError::Write {
             path: ".".into(),
-            source,
+            error,
         })?;
     let decompressed = decompress(blob).map_err(UnpackError::Read)?;
     let mut archive = tar::Archive::new(HashingReader::new(decompressed));
@@ -120,7 +116,7 @@ pub fn unpack(blob: impl Read, dest: &Path) -> Result<UnpackStats, UnpackError> 
 fn io_err(path: &[u8]) -> impl Fn(Errno) -> UnpackError + '_ {
     move |e| UnpackError::Write {
         path: String::from_utf8_lossy(path).into_owned(),
-        source: io::Error::from(e),
+        error: io::Error::from(e),
     }
 }
 
@@ -165,9 +161,9 @@ impl Walker {
 
     /// Opens the existing directory `comps` without touching the cache.
     fn open_existing(&self, comps: &[OsString], path: &[u8]) -> Result<OwnedFd, UnpackError> {
-        let mut fd = self.root.try_clone().map_err(|source| UnpackError::Write {
+        let mut fd = self.root.try_clone().map_err(|error| UnpackError::Write {
             path: lossy(path),
-            source,
+            error,
         })?;
         for (depth, c) in comps.iter().enumerate() {
             fd = open_dir(fd.as_fd(), c, false, &comps[..=depth], path)?;
@@ -222,7 +218,7 @@ fn open_dir(
         }
         Err(Errno::ENOENT) => Err(UnpackError::Write {
             path: lossy(path),
-            source: io::Error::new(
+            error: io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{} does not exist", join(so_far)),
             ),
@@ -461,9 +457,9 @@ impl Unpacker {
                     Err(e) => return Err(UnpackError::Read(e)),
                 };
                 file.write_all(&self.buf[..n])
-                    .map_err(|source| UnpackError::Write {
+                    .map_err(|error| UnpackError::Write {
                         path: lossy(&raw),
-                        source,
+                        error,
                     })?;
                 self.size += n as u64;
             }

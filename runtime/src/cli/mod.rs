@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod container;
 mod dns;
+pub mod image;
 pub mod ps;
 
 /// Exit status for an error of rbox itself (as Docker's 125).
@@ -67,6 +68,8 @@ pub enum Command {
     /// The embedded DNS responder's process (internal).
     #[command(name = "internal-dns", hide = true)]
     InternalDns(dns::InternalDnsArgs),
+    #[command(flatten)]
+    Image(image::ImageCommand),
 }
 
 /// Runs the `rbox` command line and returns the process's exit status.
@@ -98,5 +101,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ps(a) => container::dispatch(&global, container::ContainerCommand::Ls(a)),
         Command::Containers(c) => container::dispatch(&global, c),
         Command::InternalDns(args) => dns::run(&global, args)?,
+        Command::Image(c) => image::run(&global, c)?,
     })
 }
