@@ -22,7 +22,9 @@ use crate::firewall::Firewall;
 use crate::inspect::{self, NetworkInspect};
 use crate::ipam::{self, IpamError, Lease};
 use crate::kernel::{Kernel, KernelError};
-use crate::model::{Endpoint, EndpointConfig, Network, Sandbox, SandboxConfig, Subnet, is_full_id, new_id};
+use crate::model::{
+    Endpoint, EndpointConfig, Network, Sandbox, SandboxConfig, Subnet, is_full_id, new_id,
+};
 use crate::netns::{self, NetnsError};
 use crate::store::{Locked, Store, StoreError};
 
@@ -34,7 +36,9 @@ pub enum Error {
     AmbiguousNetwork(String),
     #[error("network with name {0} already exists")]
     DuplicateName(String),
-    #[error("invalid network name {0:?}: use letters, digits and '_', '.', '-', starting with a letter or digit")]
+    #[error(
+        "invalid network name {0:?}: use letters, digits and '_', '.', '-', starting with a letter or digit"
+    )]
     InvalidName(String),
     #[error("unknown network driver {name:?} (available: {available})")]
     UnknownDriver { name: String, available: String },
@@ -42,7 +46,9 @@ pub enum Error {
     SingleInstance(String),
     #[error("{0} is a pre-defined network and cannot be removed")]
     Predefined(String),
-    #[error("network {network} is in use by container(s) {containers}: stop or disconnect them first")]
+    #[error(
+        "network {network} is in use by container(s) {containers}: stop or disconnect them first"
+    )]
     InUse { network: String, containers: String },
     #[error("IPv6 networks are not supported yet: leave out --ipv6 and IPv6 subnets")]
     Ipv6Unsupported,
@@ -58,7 +64,9 @@ pub enum Error {
     NotConnected { container: String, network: String },
     #[error("endpoint with name {name} already exists in network {network}")]
     NameInUse { name: String, network: String },
-    #[error("a container on the host network cannot be connected to other networks, nor the reverse")]
+    #[error(
+        "a container on the host network cannot be connected to other networks, nor the reverse"
+    )]
     HostExclusive,
     #[error("name service: {0}")]
     NameService(String),
@@ -78,7 +86,11 @@ pub enum Error {
 
 fn join_errors(errors: &[Error]) -> String {
     let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-    format!("teardown finished with {} failure(s): {}", list.len(), list.join("; "))
+    format!(
+        "teardown finished with {} failure(s): {}",
+        list.len(),
+        list.join("; ")
+    )
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -88,7 +100,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// `<runroot>/netlib/endpoints/<network-id>.json` (an error undoes the join),
 /// `endpoint_left` before it is removed from there.
 pub trait NameService {
-    fn endpoint_joined(&self, network: &Network, endpoint: &Endpoint) -> std::result::Result<(), String>;
+    fn endpoint_joined(
+        &self,
+        network: &Network,
+        endpoint: &Endpoint,
+    ) -> std::result::Result<(), String>;
     fn endpoint_left(&self, network: &Network, endpoint: &Endpoint);
 }
 
@@ -191,13 +207,22 @@ impl Netlib {
         for s in &subnets {
             ipam::check_overlap(
                 &s.subnet,
-                others.iter().flat_map(|n| n.ipam.iter().map(move |o| (n.name.as_str(), &o.subnet))),
+                others
+                    .iter()
+                    .flat_map(|n| n.ipam.iter().map(move |o| (n.name.as_str(), &o.subnet))),
             )?;
         }
         if subnets.is_empty() && driver.uses_ipam() {
-            let mut in_use: Vec<IpNet> = others.iter().flat_map(|n| n.ipam.iter().map(|s| s.subnet)).collect();
+            let mut in_use: Vec<IpNet> = others
+                .iter()
+                .flat_map(|n| n.ipam.iter().map(|s| s.subnet))
+                .collect();
             in_use.extend(self.kernel.host()?.prefixes_in_use()?);
-            subnets.push(ipam::validate_subnet(ipam::next_free_subnet(&in_use)?, None, None)?);
+            subnets.push(ipam::validate_subnet(
+                ipam::next_free_subnet(&in_use)?,
+                None,
+                None,
+            )?);
         }
         let mut network = Network {
             id: new_id(),
@@ -259,7 +284,9 @@ impl Netlib {
         });
         if !errors.is_empty() {
             // Keep the definition: removing again retries the teardown.
-            return Err(Error::Teardown(errors.into_iter().map(Error::from).collect()));
+            return Err(Error::Teardown(
+                errors.into_iter().map(Error::from).collect(),
+            ));
         }
         locked.save_leases(&network.id, &Default::default())?;
         locked.save_endpoints(&network.id, &Default::default())?;
@@ -269,7 +296,12 @@ impl Netlib {
 
     /// The live endpoints of `network`.
     pub fn endpoints(&self, network: &Network) -> Result<Vec<Endpoint>> {
-        Ok(self.store.endpoints(&network.id)?.endpoints.into_values().collect())
+        Ok(self
+            .store
+            .endpoints(&network.id)?
+            .endpoints
+            .into_values()
+            .collect())
     }
 
     /// `network inspect`'s object (Docker's shape) for `network`.
@@ -310,17 +342,26 @@ impl Netlib {
     /// Connects the container's sandbox to `network` (a new endpoint: lease, link,
     /// addresses, routes, DNS records, files). Works on a running container too. On
     /// error nothing of the endpoint is left.
-    pub fn join(&self, container_id: &str, network: &str, config: EndpointConfig) -> Result<Endpoint> {
+    pub fn join(
+        &self,
+        container_id: &str,
+        network: &str,
+        config: EndpointConfig,
+    ) -> Result<Endpoint> {
         let mac = match &config.mac_address {
             Some(m) => Some(ipam::parse_mac(m).ok_or_else(|| {
-                Error::Invalid(format!("invalid MAC address {m:?}: give six hex pairs like 02:42:ac:11:00:02"))
+                Error::Invalid(format!(
+                    "invalid MAC address {m:?}: give six hex pairs like 02:42:ac:11:00:02"
+                ))
             })?),
             None => None,
         };
         let locked = self.store.lock()?;
         let network = find_network(&locked.networks()?, network)?;
         let driver = driver_by_name(&network.driver)?;
-        let mut sandbox = locked.sandbox(container_id)?.ok_or_else(|| Error::NoSandbox(container_id.to_string()))?;
+        let mut sandbox = locked
+            .sandbox(container_id)?
+            .ok_or_else(|| Error::NoSandbox(container_id.to_string()))?;
         let short = &container_id[..12.min(container_id.len())];
         if sandbox.endpoints.iter().any(|e| e.network_id == network.id) {
             return Err(Error::AlreadyConnected {
@@ -333,7 +374,12 @@ impl Netlib {
             return Err(Error::HostExclusive);
         }
         let mut published = locked.endpoints(&network.id)?;
-        if !config.container_name.is_empty() && published.endpoints.values().any(|e| e.container_name == config.container_name) {
+        if !config.container_name.is_empty()
+            && published
+                .endpoints
+                .values()
+                .any(|e| e.container_name == config.container_name)
+        {
             return Err(Error::NameInUse {
                 name: config.container_name.clone(),
                 network: network.name.clone(),
@@ -384,7 +430,10 @@ impl Netlib {
             addresses
         } else {
             if !config.addresses.is_empty() {
-                return Err(Error::Invalid(format!("network {} does not assign addresses", network.name)));
+                return Err(Error::Invalid(format!(
+                    "network {} does not assign addresses",
+                    network.name
+                )));
             }
             Vec::new()
         };
@@ -408,7 +457,11 @@ impl Netlib {
             addresses,
             mac_address: mac.as_ref().map(ipam::format_mac).unwrap_or_default(),
             netns: sandbox.netns.clone(),
-            interface: if has_link { next_interface(&sandbox) } else { String::new() },
+            interface: if has_link {
+                next_interface(&sandbox)
+            } else {
+                String::new()
+            },
             host_interface: has_link.then(|| format!("veth{}", &endpoint_id[..7])),
             default_route: has_link
                 && !network.internal
@@ -432,7 +485,9 @@ impl Netlib {
             });
         });
 
-        published.endpoints.insert(endpoint.id.clone(), endpoint.clone());
+        published
+            .endpoints
+            .insert(endpoint.id.clone(), endpoint.clone());
         locked.save_endpoints(&network.id, &published)?;
         let (nid, eid) = (network.id.clone(), endpoint.id.clone());
         undo.push(move || {
@@ -444,7 +499,9 @@ impl Netlib {
         if network.dns_enabled
             && let Some(names) = &self.names
         {
-            names.endpoint_joined(&network, &endpoint).map_err(Error::NameService)?;
+            names
+                .endpoint_joined(&network, &endpoint)
+                .map_err(Error::NameService)?;
             let (names, net, ep) = (names.as_ref(), network.clone(), endpoint.clone());
             undo.push(move || names.endpoint_left(&net, &ep));
         }
@@ -458,8 +515,14 @@ impl Netlib {
     pub fn leave(&self, container_id: &str, network: &str) -> Result<()> {
         let locked = self.store.lock()?;
         let network = find_network(&locked.networks()?, network)?;
-        let mut sandbox = locked.sandbox(container_id)?.ok_or_else(|| Error::NoSandbox(container_id.to_string()))?;
-        let Some(pos) = sandbox.endpoints.iter().position(|e| e.network_id == network.id) else {
+        let mut sandbox = locked
+            .sandbox(container_id)?
+            .ok_or_else(|| Error::NoSandbox(container_id.to_string()))?;
+        let Some(pos) = sandbox
+            .endpoints
+            .iter()
+            .position(|e| e.network_id == network.id)
+        else {
             return Err(Error::NotConnected {
                 container: container_id[..12.min(container_id.len())].to_string(),
                 network: network.name,
@@ -472,7 +535,11 @@ impl Netlib {
         }
         locked.save_sandbox(&sandbox)?;
         self.write_files(&locked, &sandbox)?;
-        if errors.is_empty() { Ok(()) } else { Err(Error::Teardown(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Teardown(errors))
+        }
     }
 
     /// Tears the container's network down: every endpoint (DNS records, link, lease),
@@ -481,7 +548,11 @@ impl Netlib {
     pub fn destroy_sandbox(&self, container_id: &str) -> Result<()> {
         let locked = self.store.lock()?;
         let errors = self.destroy_locked(&locked, container_id)?;
-        if errors.is_empty() { Ok(()) } else { Err(Error::Teardown(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Teardown(errors))
+        }
     }
 
     /// Reclaims state whose owner died (a monitor killed with SIGKILL, a reboot): the
@@ -498,11 +569,17 @@ impl Netlib {
                 reclaimed.push(sandbox.container_id);
             }
         }
-        let owned: Vec<String> = locked.sandboxes()?.into_iter().map(|s| s.container_id).collect();
+        let owned: Vec<String> = locked
+            .sandboxes()?
+            .into_iter()
+            .map(|s| s.container_id)
+            .collect();
         for network in locked.networks()? {
             let mut leases = locked.leases(&network.id)?;
             let before = leases.addresses.len();
-            leases.addresses.retain(|_, l| owned.contains(&l.container_id));
+            leases
+                .addresses
+                .retain(|_, l| owned.contains(&l.container_id));
             if leases.addresses.len() != before {
                 locked.save_leases(&network.id, &leases)?;
             }
@@ -516,14 +593,19 @@ impl Netlib {
         if let Ok(dir) = std::fs::read_dir(locked.netns_dir()) {
             for entry in dir.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if is_full_id(&name) && !owned.contains(&name) {
-                    if let Err(e) = netns::remove(&entry.path()) {
-                        errors.push(e.into());
-                    }
+                if is_full_id(&name)
+                    && !owned.contains(&name)
+                    && let Err(e) = netns::remove(&entry.path())
+                {
+                    errors.push(e.into());
                 }
             }
         }
-        if errors.is_empty() { Ok(reclaimed) } else { Err(Error::Teardown(errors)) }
+        if errors.is_empty() {
+            Ok(reclaimed)
+        } else {
+            Err(Error::Teardown(errors))
+        }
     }
 
     fn destroy_locked(&self, locked: &Locked, container_id: &str) -> Result<Vec<Error>> {
@@ -534,10 +616,10 @@ impl Netlib {
         for endpoint in sandbox.endpoints.iter().rev() {
             errors.extend(self.teardown_endpoint(locked, endpoint));
         }
-        if let Some(pin) = &sandbox.netns {
-            if let Err(e) = netns::remove(pin) {
-                errors.push(e.into());
-            }
+        if let Some(pin) = &sandbox.netns
+            && let Err(e) = netns::remove(pin)
+        {
+            errors.push(e.into());
         }
         locked.remove_sandbox(container_id)?;
         Ok(errors)
@@ -553,12 +635,11 @@ impl Netlib {
                 None
             }
         };
-        if let Some(network) = &network {
-            if network.dns_enabled
-                && let Some(names) = &self.names
-            {
-                names.endpoint_left(network, endpoint);
-            }
+        if let Some(network) = &network
+            && network.dns_enabled
+            && let Some(names) = &self.names
+        {
+            names.endpoint_left(network, endpoint);
         }
         let step = |errors: &mut Vec<Error>, r: std::result::Result<(), StoreError>| {
             if let Err(e) = r {
@@ -566,10 +647,13 @@ impl Netlib {
             }
         };
         let nid = &endpoint.network_id;
-        step(&mut errors, locked.endpoints(nid).and_then(|mut eps| {
-            eps.endpoints.remove(&endpoint.id);
-            locked.save_endpoints(nid, &eps)
-        }));
+        step(
+            &mut errors,
+            locked.endpoints(nid).and_then(|mut eps| {
+                eps.endpoints.remove(&endpoint.id);
+                locked.save_endpoints(nid, &eps)
+            }),
+        );
         if let Some(network) = &network {
             match driver_by_name(&network.driver) {
                 Ok(driver) => errors.extend(
@@ -585,10 +669,13 @@ impl Netlib {
                 Err(e) => errors.push(e),
             }
         }
-        step(&mut errors, locked.leases(nid).and_then(|mut leases| {
-            leases.release(&endpoint.id);
-            locked.save_leases(nid, &leases)
-        }));
+        step(
+            &mut errors,
+            locked.leases(nid).and_then(|mut leases| {
+                leases.release(&endpoint.id);
+                locked.save_leases(nid, &leases)
+            }),
+        );
         errors
     }
 
@@ -596,15 +683,20 @@ impl Netlib {
     fn write_files(&self, locked: &Locked, sandbox: &Sandbox) -> Result<()> {
         let config = &sandbox.config;
         let networks = locked.networks()?;
-        let embedded = sandbox
-            .endpoints
-            .iter()
-            .any(|e| networks.iter().any(|n| n.id == e.network_id && n.dns_enabled));
+        let embedded = sandbox.endpoints.iter().any(|e| {
+            networks
+                .iter()
+                .any(|n| n.id == e.network_id && n.dns_enabled)
+        });
         let host = files::host_resolv_conf();
         let (hosts, mode) = if sandbox.host_network {
             (files::host_network_hosts(config), DnsMode::HostNetwork)
         } else {
-            let mode = if embedded { DnsMode::Embedded } else { DnsMode::Filtered };
+            let mode = if embedded {
+                DnsMode::Embedded
+            } else {
+                DnsMode::Filtered
+            };
             (files::hosts(config, &sandbox.endpoints), mode)
         };
         files::write(config, &hosts, &files::resolv_conf(&host, config, mode))?;
@@ -647,7 +739,11 @@ fn find_network(nets: &[Network], key: &str) -> Result<Network> {
     if let Some(n) = nets.iter().find(|n| n.name == key || n.id == key) {
         return Ok(n.clone());
     }
-    let matches: Vec<&Network> = if key.is_empty() { Vec::new() } else { nets.iter().filter(|n| n.id.starts_with(key)).collect() };
+    let matches: Vec<&Network> = if key.is_empty() {
+        Vec::new()
+    } else {
+        nets.iter().filter(|n| n.id.starts_with(key)).collect()
+    };
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(Error::NetworkNotFound(key.to_string())),
@@ -658,7 +754,13 @@ fn find_network(nets: &[Network], key: &str) -> Result<Network> {
 /// Names (or short ids) of the containers holding endpoints or leases on `network`.
 fn users(locked: &Locked, network: &Network) -> Result<Vec<String>> {
     let mut users: Vec<String> = Vec::new();
-    let label = |name: &str, id: &str| if name.is_empty() { id[..12.min(id.len())].to_string() } else { name.to_string() };
+    let label = |name: &str, id: &str| {
+        if name.is_empty() {
+            id[..12.min(id.len())].to_string()
+        } else {
+            name.to_string()
+        }
+    };
     for ep in locked.endpoints(&network.id)?.endpoints.values() {
         users.push(label(&ep.container_name, &ep.container_id));
     }
@@ -680,7 +782,9 @@ fn valid_network_name(name: &str) -> bool {
 /// Pairs each `--ip-range` and `--gateway` with the `--subnet` containing it.
 fn pair_ipam(req: &NetworkCreate) -> Result<Vec<Subnet>> {
     if req.subnets.is_empty() && (!req.ip_ranges.is_empty() || !req.gateways.is_empty()) {
-        return Err(Error::Invalid("every --ip-range and --gateway needs a --subnet that contains it".into()));
+        return Err(Error::Invalid(
+            "every --ip-range and --gateway needs a --subnet that contains it".into(),
+        ));
     }
     for range in &req.ip_ranges {
         if !req.subnets.iter().any(|s| s.contains(range)) {
@@ -747,12 +851,36 @@ mod tests {
         assert_eq!(s[0].ip_range, Some("10.1.2.0/24".parse().unwrap()));
         assert_eq!(s[0].gateway, Some("10.1.0.254".parse().unwrap()));
 
-        let lone = NetworkCreate { gateways: vec!["10.1.0.1".parse().unwrap()], ..Default::default() };
-        assert!(pair_ipam(&lone).unwrap_err().to_string().contains("needs a --subnet"));
-        let outside = NetworkCreate { ip_ranges: vec!["10.2.0.0/24".parse().unwrap()], ..req.clone() };
-        assert!(pair_ipam(&outside).unwrap_err().to_string().contains("not inside subnet"));
-        let gw_out = NetworkCreate { gateways: vec!["10.9.0.1".parse().unwrap()], ..req };
-        assert!(pair_ipam(&gw_out).unwrap_err().to_string().contains("not inside subnet"));
+        let lone = NetworkCreate {
+            gateways: vec!["10.1.0.1".parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(
+            pair_ipam(&lone)
+                .unwrap_err()
+                .to_string()
+                .contains("needs a --subnet")
+        );
+        let outside = NetworkCreate {
+            ip_ranges: vec!["10.2.0.0/24".parse().unwrap()],
+            ..req.clone()
+        };
+        assert!(
+            pair_ipam(&outside)
+                .unwrap_err()
+                .to_string()
+                .contains("not inside subnet")
+        );
+        let gw_out = NetworkCreate {
+            gateways: vec!["10.9.0.1".parse().unwrap()],
+            ..req
+        };
+        assert!(
+            pair_ipam(&gw_out)
+                .unwrap_err()
+                .to_string()
+                .contains("not inside subnet")
+        );
     }
 
     #[test]
@@ -765,7 +893,13 @@ mod tests {
         assert_eq!(find_network(&nets, "bridge").unwrap().id, a.id);
         assert_eq!(find_network(&nets, &a.id).unwrap().name, "bridge");
         assert_eq!(find_network(&nets, "ab").unwrap().name, "bridge");
-        assert!(matches!(find_network(&nets, "a"), Err(Error::AmbiguousNetwork(_))));
-        assert!(matches!(find_network(&nets, "zzz"), Err(Error::NetworkNotFound(_))));
+        assert!(matches!(
+            find_network(&nets, "a"),
+            Err(Error::AmbiguousNetwork(_))
+        ));
+        assert!(matches!(
+            find_network(&nets, "zzz"),
+            Err(Error::NetworkNotFound(_))
+        ));
     }
 }

@@ -40,7 +40,8 @@ impl ResolvConf {
             match words.next() {
                 Some("nameserver") => {
                     // Drop a zone suffix (`fe80::1%eth0`): unusable from a container anyway.
-                    if let Some(addr) = words.next().and_then(|w| w.split('%').next()?.parse().ok()) {
+                    if let Some(addr) = words.next().and_then(|w| w.split('%').next()?.parse().ok())
+                    {
                         rc.nameservers.push(addr);
                     }
                 }
@@ -69,7 +70,13 @@ impl ResolvConf {
 
 /// The container's resolv.conf from the host's and the container's `--dns*` flags.
 pub fn resolv_conf(host: &ResolvConf, config: &SandboxConfig, mode: DnsMode) -> ResolvConf {
-    let pick = |given: &Vec<String>, host: &Vec<String>| if given.is_empty() { host.clone() } else { given.clone() };
+    let pick = |given: &Vec<String>, host: &Vec<String>| {
+        if given.is_empty() {
+            host.clone()
+        } else {
+            given.clone()
+        }
+    };
     let search = pick(&config.dns_search, &host.search);
     let mut options = pick(&config.dns_options, &host.options);
     let nameservers = match mode {
@@ -83,9 +90,17 @@ pub fn resolv_conf(host: &ResolvConf, config: &SandboxConfig, mode: DnsMode) -> 
         _ if !config.dns.is_empty() => config.dns.clone(),
         DnsMode::HostNetwork => host.nameservers.clone(),
         DnsMode::Filtered => {
-            let reachable: Vec<IpAddr> = host.nameservers.iter().copied().filter(|a| !a.is_loopback()).collect();
+            let reachable: Vec<IpAddr> = host
+                .nameservers
+                .iter()
+                .copied()
+                .filter(|a| !a.is_loopback())
+                .collect();
             if reachable.is_empty() {
-                FALLBACK_NAMESERVERS.iter().map(|a| a.parse().expect("valid address")).collect()
+                FALLBACK_NAMESERVERS
+                    .iter()
+                    .map(|a| a.parse().expect("valid address"))
+                    .collect()
             } else {
                 reachable
             }
@@ -155,13 +170,18 @@ pub fn write(config: &SandboxConfig, hosts: &str, resolv: &ResolvConf) -> Result
         source,
     })?;
     write_atomic(&dir.join("hosts"), hosts.as_bytes(), false)?;
-    write_atomic(&dir.join("hostname"), format!("{}\n", config.hostname).as_bytes(), false)?;
+    write_atomic(
+        &dir.join("hostname"),
+        format!("{}\n", config.hostname).as_bytes(),
+        false,
+    )?;
     write_atomic(&dir.join("resolv.conf"), resolv.render().as_bytes(), false)
 }
 
 /// The host's own `/etc/hosts` with `--add-host` entries, for host networking.
 pub fn host_network_hosts(config: &SandboxConfig) -> String {
-    let mut out = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_string());
+    let mut out =
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS_HEADER.to_string());
     if !out.ends_with('\n') {
         out.push('\n');
     }
@@ -217,7 +237,9 @@ mod tests {
             "nameserver 127.0.0.11\nsearch corp.example lab\noptions edns0 timeout:2 ndots:0\n"
         );
         assert_eq!(
-            resolv_conf(&host, &config(), DnsMode::HostNetwork).nameservers.len(),
+            resolv_conf(&host, &config(), DnsMode::HostNetwork)
+                .nameservers
+                .len(),
             3,
             "host networking keeps loopback resolvers"
         );
@@ -243,7 +265,9 @@ mod tests {
             default_route: true,
         };
         let text = hosts(&cfg, &[ep]);
-        assert!(text.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"));
+        assert!(
+            text.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+        );
         assert!(text.contains("10.1.1.1\tdb\n"));
         assert!(text.ends_with("172.18.0.2\tabc123 web www\n"), "{text}");
     }

@@ -2,37 +2,44 @@
 //!
 //! ```text
 //! table inet rbox {
-//!   chain forward {                  # filter hook forward priority filter; policy accept
-//!     oifname "br-X" jump net-X-in   comment "rbox-net:X"   # routed into network X
-//!     iifname "br-X" jump net-X-out  comment "rbox-net:X"   # routed out of network X
+//!   map forward_in  { type ifname : verdict }   # "br-X" : jump net-X-in
+//!   map forward_out { type ifname : verdict }   # "br-X" : jump net-X-out
+//!   chain forward {              # filter hook forward priority filter; policy accept
+//!     oifname vmap @forward_in   # routed into one of our networks
+//!     iifname vmap @forward_out  # routed out of one of our networks
 //!   }
-//!   chain postrouting {              # nat hook postrouting priority srcnat; policy accept
+//!   chain postrouting {          # nat hook postrouting priority srcnat; policy accept
 //!     ip saddr 172.18.0.0/16 jump net-X-nat  comment "rbox-net:X"
 //!   }
 //!   chain net-X-in  { ct state established,related accept; iifname "br-X" accept; drop }
-//!   chain net-X-out { accept }       # `drop` for --internal networks
+//!   chain net-X-out { accept }   # `drop` for --internal networks
 //!   chain net-X-nat { oifname != "br-X" masquerade }   # absent for --internal networks
 //! }
 //! ```
 //!
-//! `X` is the network's short id. So: nothing opens a connection into a network from
-//! outside it (another network included: isolation), replies come back, an internal
-//! network has no way out and nothing in, and the others are masqueraded on their way
-//! out. Each network's rules are one batch, applied atomically by the kernel, and
-//! removed as one batch (its tagged jumps by handle, then its chains).
+//! `X` is the network's short id. Every `net-X-in` ends in a verdict, so a packet routed
+//! from one of our networks into another is judged by the second's `in` chain: nothing
+//! opens a connection into a network from outside it (isolation), replies come back, an
+//! internal network has no way out and nothing in, and the others are masqueraded on
+//! their way out. The per-packet cost does not grow with the number of networks in
+//! `forward` (one map lookup each way). A network's rules are one batch, applied
+//! atomically by the kernel, and removed as one batch (map elements, its tagged
+//! postrouting jumps by handle, its chains).
 //!
-//! Port publishing plugs in without restructuring: it adds its own base chains to
-//! [`base_chains`] (`prerouting` and `output`, nat, dstnat priority) with
-//! `ip daddr . th dport` DNAT maps (see the test `dnat_map_with_concatenated_keys`),
-//! a `ct status dnat accept` rule at the top of each `net-X-in` chain so published
+//! Port publishing plugs in without restructuring: it adds its own base chains to the
+//! table's base ([`TableBase`]: `prerouting` and `output`, nat, dstnat priority) with
+//! `ip daddr . th dport` DNAT maps (see the test `dnat_map_with_concatenated_keys`), a
+//! `ct status dnat accept` rule at the top of each `net-X-in` chain so that published
 //! ports (and only they) get in, and hairpin/localhost masquerading in `postrouting`.
 
 use ipnet::IpNet;
 
 use crate::nft::{
-    self, Batch, BaseChain, Chain, CmpOp, CtKey, Expr, Family, Hook, MetaKey, Nft, NftError, PayloadBase, REG_1, Rule,
-    Verdict,
+    self, BaseChain, Batch, Chain, CmpOp, CtKey, Data, Element, Expr, Family, Hook, MetaKey, Nft,
+    NftError, PayloadBase, REG_1, Rule, Set, Verdict, datatype,
 };
+
+const IFNAMSIZ: usize = 16;
 
 /// rbox's table.
 pub const TABLE: &str = "rbox";
@@ -40,26 +47,73 @@ pub const FAMILY: Family = Family::Inet;
 
 pub type FirewallError = NftError;
 
-/// The base chains of rbox's table; created with the first network that needs rules.
-pub fn base_chains() -> Vec<Chain> {
-    vec![
-        Chain {
-            name: "forward".into(),
-            base: Some(BaseChain {
-                kind: "filter",
-                hook: Hook::Forward,
-                priority: 0,
-            }),
-        },
-        Chain {
-            name: "postrouting".into(),
-            base: Some(BaseChain {
-                kind: "nat",
-                hook: Hook::Postrouting,
-                priority: 100,
-            }),
-        },
-    ]
+/// The objects of rbox's table that all networks share, made once with the table.
+pub struct TableBase;
+
+impl TableBase {
+    /// Maps of bridge name to the network's chains.
+    pub const FORWARD_IN: &str = "forward_in";
+    pub const FORWARD_OUT: &str = "forward_out";
+
+    fn chains() -> Vec<Chain> {
+        vec![
+            Chain {
+                name: "forward".into(),
+                base: Some(BaseChain {
+                    kind: "filter",
+                    hook: Hook::Forward,
+                    priority: 0,
+                }),
+            },
+            Chain {
+                name: "postrouting".into(),
+                base: Some(BaseChain {
+                    kind: "nat",
+                    hook: Hook::Postrouting,
+                    priority: 100,
+                }),
+            },
+        ]
+    }
+
+    /// Adds the table, its base chains, the forward maps and the rules using them.
+    pub fn install(b: &mut Batch) {
+        b.add_table();
+        for chain in Self::chains() {
+            b.add_chain(&chain);
+        }
+        for (id, (map, key)) in [
+            (Self::FORWARD_IN, MetaKey::Oifname),
+            (Self::FORWARD_OUT, MetaKey::Iifname),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b.add_set(
+                &Set {
+                    name: map.into(),
+                    flags: 0,
+                    key_type: datatype::IFNAME,
+                    key_len: IFNAMSIZ as u32,
+                    fields: Vec::new(),
+                    data: Some((datatype::VERDICT, 0)),
+                },
+                id as u32 + 1,
+            );
+            b.add_rule(&Rule {
+                chain: "forward".into(),
+                exprs: vec![
+                    Expr::Meta { key, dreg: REG_1 },
+                    Expr::Lookup {
+                        set: map.into(),
+                        sreg: REG_1,
+                        dreg: Some(nft::REG_VERDICT),
+                    },
+                ],
+                comment: None,
+            });
+        }
+    }
 }
 
 /// What the rules of one bridged network depend on.
@@ -83,14 +137,14 @@ impl NetworkRules {
         format!("rbox-net:{}", self.short_id)
     }
 
-    /// The batch that installs the network's rules (and the table, if missing).
-    pub fn install(&self) -> Batch {
+    /// The batch that installs the network's rules (after [`TableBase`] when `with_base`).
+    pub fn install(&self, with_base: bool) -> Batch {
         let mut b = Batch::new(FAMILY, TABLE);
-        b.add_table();
-        for chain in base_chains() {
-            b.add_chain(&chain);
+        if with_base {
+            TableBase::install(&mut b);
         }
-        let (in_chain, out_chain, nat_chain) = (self.chain("in"), self.chain("out"), self.chain("nat"));
+        let (in_chain, out_chain, nat_chain) =
+            (self.chain("in"), self.chain("out"), self.chain("nat"));
         let nat = !self.internal && self.masquerade;
         for name in [&in_chain, &out_chain] {
             b.add_chain(&Chain {
@@ -110,34 +164,91 @@ impl NetworkRules {
             comment: None,
         };
         if !self.internal {
-            b.add_rule(&rule(&in_chain, [ct_state_in(CT_ESTABLISHED | CT_RELATED), vec![verdict(Verdict::Accept)]].concat()));
+            b.add_rule(&rule(
+                &in_chain,
+                [
+                    ct_state_in(CT_ESTABLISHED | CT_RELATED),
+                    vec![verdict(Verdict::Accept)],
+                ]
+                .concat(),
+            ));
         }
-        b.add_rule(&rule(&in_chain, [ifname(MetaKey::Iifname, CmpOp::Eq, &self.bridge), vec![verdict(Verdict::Accept)]].concat()));
-        b.add_rule(&rule(&in_chain, vec![Expr::Counter, verdict(Verdict::Drop)]));
-        let out = if self.internal { Verdict::Drop } else { Verdict::Accept };
-        b.add_rule(&rule(&out_chain, vec![Expr::Counter, verdict(out)]));
-        let tagged = |chain: &str, exprs: Vec<Expr>| Rule {
-            chain: chain.to_string(),
-            exprs,
-            comment: Some(self.tag()),
+        b.add_rule(&rule(
+            &in_chain,
+            [
+                ifname(MetaKey::Iifname, CmpOp::Eq, &self.bridge),
+                vec![verdict(Verdict::Accept)],
+            ]
+            .concat(),
+        ));
+        b.add_rule(&rule(
+            &in_chain,
+            vec![Expr::Counter, verdict(Verdict::Drop)],
+        ));
+        let out = if self.internal {
+            Verdict::Drop
+        } else {
+            Verdict::Accept
         };
-        b.add_rule(&tagged("forward", [ifname(MetaKey::Oifname, CmpOp::Eq, &self.bridge), vec![verdict(Verdict::Jump(in_chain))]].concat()));
-        b.add_rule(&tagged("forward", [ifname(MetaKey::Iifname, CmpOp::Eq, &self.bridge), vec![verdict(Verdict::Jump(out_chain))]].concat()));
+        b.add_rule(&rule(&out_chain, vec![Expr::Counter, verdict(out)]));
+        b.add_elements(TableBase::FORWARD_IN, &[self.jump_element(&in_chain)], true);
+        b.add_elements(
+            TableBase::FORWARD_OUT,
+            &[self.jump_element(&out_chain)],
+            true,
+        );
         if nat {
-            b.add_rule(&rule(&nat_chain, [ifname(MetaKey::Oifname, CmpOp::Neq, &self.bridge), vec![Expr::Masquerade]].concat()));
+            b.add_rule(&rule(
+                &nat_chain,
+                [
+                    ifname(MetaKey::Oifname, CmpOp::Neq, &self.bridge),
+                    vec![Expr::Masquerade],
+                ]
+                .concat(),
+            ));
             for subnet in &self.subnets {
-                b.add_rule(&tagged("postrouting", [saddr_in(subnet), vec![verdict(Verdict::Jump(nat_chain.clone()))]].concat()));
+                b.add_rule(&Rule {
+                    chain: "postrouting".into(),
+                    exprs: [
+                        saddr_in(subnet),
+                        vec![verdict(Verdict::Jump(nat_chain.clone()))],
+                    ]
+                    .concat(),
+                    comment: Some(self.tag()),
+                });
             }
         }
         b
+    }
+
+    /// `"br-X" : jump CHAIN`.
+    fn jump_element(&self, chain: &str) -> Element {
+        Element {
+            key: ifname_key(&self.bridge),
+            data: Some(Data::Verdict(Verdict::Jump(chain.to_string()))),
+        }
     }
 
     /// The batch that removes the network's rules, given the table's current rules.
     pub fn remove(&self, listed: &[nft::ListedRule]) -> Batch {
         let mut b = Batch::new(FAMILY, TABLE);
         let tag = self.tag();
-        for r in listed.iter().filter(|r| r.comment.as_deref() == Some(tag.as_str())) {
+        for r in listed
+            .iter()
+            .filter(|r| r.comment.as_deref() == Some(tag.as_str()))
+        {
             b.delete_rule(&r.chain, r.handle);
+        }
+        // The map elements exist exactly when the chains do (one batch made both).
+        if listed.iter().any(|r| r.chain == self.chain("in")) {
+            b.delete_elements(
+                TableBase::FORWARD_IN,
+                &[self.jump_element(&self.chain("in"))],
+            );
+            b.delete_elements(
+                TableBase::FORWARD_OUT,
+                &[self.jump_element(&self.chain("out"))],
+            );
         }
         for suffix in ["in", "out", "nat"] {
             let chain = self.chain(suffix);
@@ -161,7 +272,8 @@ impl Firewall {
         if nft.chain_exists(FAMILY, TABLE, &rules.chain("in"))? {
             return Ok(false);
         }
-        nft.apply(&rules.install())?;
+        let with_base = !nft.chain_exists(FAMILY, TABLE, "forward")?;
+        nft.apply(&rules.install(with_base))?;
         Ok(true)
     }
 
@@ -181,18 +293,40 @@ fn verdict(v: Verdict) -> Expr {
     Expr::Verdict(v)
 }
 
-/// `iifname/oifname ==/!= NAME`: the name padded to IFNAMSIZ, as nft compares it.
-fn ifname(key: MetaKey, op: CmpOp, name: &str) -> Vec<Expr> {
+/// An interface name padded to IFNAMSIZ, as nft compares and stores it.
+fn ifname_key(name: &str) -> Vec<u8> {
     let mut data = name.as_bytes().to_vec();
-    data.resize(16, 0);
-    vec![Expr::Meta { key, dreg: REG_1 }, Expr::Cmp { sreg: REG_1, op, data }]
+    data.resize(IFNAMSIZ, 0);
+    data
+}
+
+/// `iifname/oifname ==/!= NAME`.
+fn ifname(key: MetaKey, op: CmpOp, name: &str) -> Vec<Expr> {
+    vec![
+        Expr::Meta { key, dreg: REG_1 },
+        Expr::Cmp {
+            sreg: REG_1,
+            op,
+            data: ifname_key(name),
+        },
+    ]
 }
 
 /// `ip saddr NET` / `ip6 saddr NET` (with the family check an inet table needs).
 fn saddr_in(net: &IpNet) -> Vec<Expr> {
     let (nfproto, offset, addr, mask) = match net {
-        IpNet::V4(n) => (2u8, 12, n.network().octets().to_vec(), n.netmask().octets().to_vec()),
-        IpNet::V6(n) => (10u8, 8, n.network().octets().to_vec(), n.netmask().octets().to_vec()),
+        IpNet::V4(n) => (
+            2u8,
+            12,
+            n.network().octets().to_vec(),
+            n.netmask().octets().to_vec(),
+        ),
+        IpNet::V6(n) => (
+            10u8,
+            8,
+            n.network().octets().to_vec(),
+            n.netmask().octets().to_vec(),
+        ),
     };
     let len = addr.len() as u32;
     vec![
@@ -261,32 +395,71 @@ mod tests {
 
     #[test]
     fn install_batch_for_a_normal_network() {
-        let b = rules(false).install();
-        let s = &b.summary;
-        assert_eq!(&s[..6], [
-            "add table rbox",
-            "add chain forward",
-            "add chain postrouting",
-            "add chain net-0123456789ab-in",
-            "add chain net-0123456789ab-out",
-            "add chain net-0123456789ab-nat",
-        ]);
-        let rules: Vec<&String> = s.iter().filter(|l| l.starts_with("add rule")).collect();
-        assert_eq!(rules.len(), 8);
-        assert!(rules[0].starts_with("add rule net-0123456789ab-in") && rules[0].contains("State"));
-        assert!(rules[2].contains("Drop"));
-        assert!(rules[3].starts_with("add rule net-0123456789ab-out") && rules[3].contains("Accept"));
-        assert!(rules[4].starts_with("add rule forward") && rules[4].contains("Oifname") && rules[4].contains("Jump(\"net-0123456789ab-in\")"));
-        assert!(rules[5].starts_with("add rule forward") && rules[5].contains("Iifname"));
-        assert!(rules[6].starts_with("add rule net-0123456789ab-nat") && rules[6].contains("Masquerade") && rules[6].contains("Neq"));
-        assert!(rules[7].starts_with("add rule postrouting") && rules[7].contains("[172, 18, 0, 0]"));
+        let b = rules(false).install(true);
+        let s: Vec<String> = b
+            .summary
+            .iter()
+            .map(|l| l.chars().take(60).collect())
+            .collect();
+        assert_eq!(
+            &s[..7],
+            [
+                "add table rbox",
+                "add chain forward",
+                "add chain postrouting",
+                "add set forward_in",
+                "add rule forward [Meta { key: Oifname, dreg: 8 }, Lookup { s",
+                "add set forward_out",
+                "add rule forward [Meta { key: Iifname, dreg: 8 }, Lookup { s",
+            ]
+        );
+        let own = rules(false).install(false).summary;
+        assert_eq!(
+            own,
+            b.summary[7..],
+            "the network's part is the same with or without the base"
+        );
+        assert_eq!(
+            &own[..3],
+            [
+                "add chain net-0123456789ab-in",
+                "add chain net-0123456789ab-out",
+                "add chain net-0123456789ab-nat"
+            ]
+        );
+        assert!(own[3].starts_with("add rule net-0123456789ab-in") && own[3].contains("State"));
+        assert!(own[4].starts_with("add rule net-0123456789ab-in") && own[4].contains("Iifname"));
+        assert!(own[5].starts_with("add rule net-0123456789ab-in") && own[5].contains("Drop"));
+        assert!(own[6].starts_with("add rule net-0123456789ab-out") && own[6].contains("Accept"));
+        assert_eq!(
+            own[7..9],
+            [
+                "add 1 element(s) to forward_in",
+                "add 1 element(s) to forward_out"
+            ]
+        );
+        assert!(
+            own[9].starts_with("add rule net-0123456789ab-nat")
+                && own[9].contains("Masquerade")
+                && own[9].contains("Neq")
+        );
+        assert!(own[10].starts_with("add rule postrouting") && own[10].contains("[172, 18, 0, 0]"));
+        assert_eq!(own.len(), 11);
     }
 
     #[test]
     fn internal_network_has_no_way_out_and_no_nat() {
-        let b = rules(true).install();
-        assert!(!b.summary.iter().any(|l| l.contains("nat") || l.contains("Masquerade") || l.contains("State")));
-        let out: Vec<_> = b.summary.iter().filter(|l| l.starts_with("add rule net-0123456789ab-out")).collect();
+        let b = rules(true).install(false);
+        assert!(
+            !b.summary
+                .iter()
+                .any(|l| l.contains("nat") || l.contains("Masquerade") || l.contains("State"))
+        );
+        let out: Vec<_> = b
+            .summary
+            .iter()
+            .filter(|l| l.starts_with("add rule net-0123456789ab-out"))
+            .collect();
         assert_eq!(out.len(), 1);
         assert!(out[0].contains("Drop"));
     }
@@ -294,19 +467,40 @@ mod tests {
     #[test]
     fn remove_batch_deletes_only_this_networks_rules() {
         let listed = [
-            ListedRule { chain: "forward".into(), handle: 4, comment: Some("rbox-net:0123456789ab".into()) },
-            ListedRule { chain: "forward".into(), handle: 5, comment: Some("rbox-net:ffffffffffff".into()) },
-            ListedRule { chain: "net-0123456789ab-in".into(), handle: 6, comment: None },
-            ListedRule { chain: "net-0123456789ab-out".into(), handle: 7, comment: None },
+            ListedRule {
+                chain: "postrouting".into(),
+                handle: 4,
+                comment: Some("rbox-net:0123456789ab".into()),
+            },
+            ListedRule {
+                chain: "postrouting".into(),
+                handle: 5,
+                comment: Some("rbox-net:ffffffffffff".into()),
+            },
+            ListedRule {
+                chain: "net-0123456789ab-in".into(),
+                handle: 6,
+                comment: None,
+            },
+            ListedRule {
+                chain: "net-0123456789ab-out".into(),
+                handle: 7,
+                comment: None,
+            },
         ];
         let b = rules(false).remove(&listed);
-        assert_eq!(b.summary, [
-            "delete rule forward handle 4",
-            "flush chain net-0123456789ab-in",
-            "delete chain net-0123456789ab-in",
-            "flush chain net-0123456789ab-out",
-            "delete chain net-0123456789ab-out",
-        ]);
+        assert_eq!(
+            b.summary,
+            [
+                "delete rule postrouting handle 4",
+                "delete 1 element(s) from forward_in",
+                "delete 1 element(s) from forward_out",
+                "flush chain net-0123456789ab-in",
+                "delete chain net-0123456789ab-in",
+                "flush chain net-0123456789ab-out",
+                "delete chain net-0123456789ab-out",
+            ]
+        );
     }
 }
 
@@ -314,14 +508,15 @@ mod tests {
 #[cfg(test)]
 mod kernel_tests {
     use super::*;
-    use crate::nft::{Element, Set, datatype, NatKind, REG_2};
+    use crate::nft::{Data, Element, NatKind, REG_2, Set, datatype};
     use std::process::Command;
 
     /// Runs `f` on a thread inside a fresh network namespace; commands it spawns run there too.
     fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
             s.spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (needs root)");
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("unshare (needs root)");
                 f()
             })
             .join()
@@ -330,8 +525,15 @@ mod kernel_tests {
     }
 
     fn nft_list() -> String {
-        let out = Command::new("nft").args(["list", "ruleset"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -353,14 +555,21 @@ mod kernel_tests {
             assert!(st.success());
             let (a, b) = (rules("aaaaaaaaaaaa", false), rules("bbbbbbbbbbbb", true));
             assert!(Firewall.ensure_network(&a).unwrap());
-            assert!(!Firewall.ensure_network(&a).unwrap(), "second ensure is a no-op");
+            assert!(
+                !Firewall.ensure_network(&a).unwrap(),
+                "second ensure is a no-op"
+            );
             assert!(Firewall.ensure_network(&b).unwrap());
             let text = nft_list();
             for want in [
                 "table inet rbox",
                 "type filter hook forward priority filter; policy accept;",
-                "oifname \"br-aaaaaaaaaaaa\" jump net-aaaaaaaaaaaa-in comment \"rbox-net:aaaaaaaaaaaa\"",
-                "iifname \"br-aaaaaaaaaaaa\" jump net-aaaaaaaaaaaa-out",
+                "oifname vmap @forward_in",
+                "iifname vmap @forward_out",
+                "\"br-aaaaaaaaaaaa\" : jump net-aaaaaaaaaaaa-in",
+                "\"br-aaaaaaaaaaaa\" : jump net-aaaaaaaaaaaa-out",
+                "type ifname : verdict",
+                "ip saddr 172.18.0.0/16 jump net-aaaaaaaaaaaa-nat comment \"rbox-net:aaaaaaaaaaaa\"",
                 "type nat hook postrouting priority srcnat; policy accept;",
                 "ip saddr 172.18.0.0/16 jump net-aaaaaaaaaaaa-nat",
                 "ct state established,related accept",
@@ -369,7 +578,10 @@ mod kernel_tests {
             ] {
                 assert!(text.contains(want), "missing {want:?} in:\n{text}");
             }
-            assert!(!text.contains("net-bbbbbbbbbbbb-nat"), "internal networks are not masqueraded");
+            assert!(
+                !text.contains("net-bbbbbbbbbbbb-nat"),
+                "internal networks are not masqueraded"
+            );
             Firewall.remove_network(&a).unwrap();
             let text = nft_list();
             assert!(!text.contains("aaaaaaaaaaaa"), "{text}");
@@ -378,19 +590,29 @@ mod kernel_tests {
             Firewall.remove_network(&b).unwrap();
             let text = nft_list();
             assert!(!text.contains("net-"), "{text}");
-            assert!(text.contains("table ip other") && text.contains("policy drop"), "foreign table untouched:\n{text}");
+            assert!(
+                text.contains("table ip other") && text.contains("policy drop"),
+                "foreign table untouched:\n{text}"
+            );
         });
     }
 
     #[test]
     fn a_failing_batch_changes_nothing() {
         in_private_netns(|| {
-            let mut b = rules("cccccccccccc", false).install();
+            let mut b = rules("cccccccccccc", false).install(true);
             // A jump to a chain that does not exist makes the kernel refuse the whole batch.
-            b.add_rule(&Rule { chain: "forward".into(), exprs: vec![Expr::Verdict(Verdict::Jump("missing".into()))], comment: None });
+            b.add_rule(&Rule {
+                chain: "forward".into(),
+                exprs: vec![Expr::Verdict(Verdict::Jump("missing".into()))],
+                comment: None,
+            });
             let err = Nft::open().unwrap().apply(&b).unwrap_err().to_string();
             assert!(err.contains("missing"), "{err}");
-            assert!(!nft_list().contains("rbox"), "nothing of the batch was applied");
+            assert!(
+                !nft_list().contains("rbox"),
+                "nothing of the batch was applied"
+            );
         });
     }
 
@@ -403,26 +625,77 @@ mod kernel_tests {
             b.add_table();
             b.add_chain(&Chain {
                 name: "prerouting".into(),
-                base: Some(BaseChain { kind: "nat", hook: Hook::Prerouting, priority: -100 }),
+                base: Some(BaseChain {
+                    kind: "nat",
+                    hook: Hook::Prerouting,
+                    priority: -100,
+                }),
             });
             b.add_set(
-                &Set { name: "publish4".into(), flags: 0, key_type: ipv4_port, key_len: 8, fields: vec![4, 2], data: Some((ipv4_port, 8)) },
+                &Set {
+                    name: "publish4".into(),
+                    flags: 0,
+                    key_type: ipv4_port,
+                    key_len: 8,
+                    fields: vec![4, 2],
+                    data: Some((ipv4_port, 8)),
+                },
                 1,
             );
             let key = [[10, 0, 0, 1, 0x1f, 0x90, 0, 0]].concat(); // 10.0.0.1 . 8080
             let data = [[172, 18, 0, 2, 0, 80, 0, 0]].concat(); // 172.18.0.2 . 80
-            b.add_elements("publish4", &[Element { key, data: Some(data) }], true);
+            b.add_elements(
+                "publish4",
+                &[Element {
+                    key,
+                    data: Some(Data::Value(data)),
+                }],
+                true,
+            );
             b.add_rule(&Rule {
                 chain: "prerouting".into(),
                 exprs: vec![
-                    Expr::Meta { key: MetaKey::Nfproto, dreg: REG_1 },
-                    Expr::Cmp { sreg: REG_1, op: CmpOp::Eq, data: vec![2] },
-                    Expr::Meta { key: MetaKey::L4proto, dreg: REG_1 },
-                    Expr::Cmp { sreg: REG_1, op: CmpOp::Eq, data: vec![6] },
-                    Expr::Payload { base: PayloadBase::Network, offset: 16, len: 4, dreg: REG_1 },
-                    Expr::Payload { base: PayloadBase::Transport, offset: 2, len: 2, dreg: REG_2 },
-                    Expr::Lookup { set: "publish4".into(), sreg: REG_1, dreg: Some(REG_1) },
-                    Expr::Nat { kind: NatKind::Dnat, family: Family::Ipv4, addr_reg: REG_1, proto_reg: Some(REG_2) },
+                    Expr::Meta {
+                        key: MetaKey::Nfproto,
+                        dreg: REG_1,
+                    },
+                    Expr::Cmp {
+                        sreg: REG_1,
+                        op: CmpOp::Eq,
+                        data: vec![2],
+                    },
+                    Expr::Meta {
+                        key: MetaKey::L4proto,
+                        dreg: REG_1,
+                    },
+                    Expr::Cmp {
+                        sreg: REG_1,
+                        op: CmpOp::Eq,
+                        data: vec![6],
+                    },
+                    Expr::Payload {
+                        base: PayloadBase::Network,
+                        offset: 16,
+                        len: 4,
+                        dreg: REG_1,
+                    },
+                    Expr::Payload {
+                        base: PayloadBase::Transport,
+                        offset: 2,
+                        len: 2,
+                        dreg: REG_2,
+                    },
+                    Expr::Lookup {
+                        set: "publish4".into(),
+                        sreg: REG_1,
+                        dreg: Some(REG_1),
+                    },
+                    Expr::Nat {
+                        kind: NatKind::Dnat,
+                        family: Family::Ipv4,
+                        addr_reg: REG_1,
+                        proto_reg: Some(REG_2),
+                    },
                 ],
                 comment: None,
             });

@@ -85,7 +85,9 @@ pub fn network(network: &Network, endpoints: &[Endpoint]) -> NetworkInspect {
     NetworkInspect {
         name: network.name.clone(),
         id: network.id.clone(),
-        created: network.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        created: network
+            .created
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         scope: "local",
         driver: network.driver.clone(),
         enable_ipv6: network.enable_ipv6,
@@ -105,7 +107,9 @@ pub fn network(network: &Network, endpoints: &[Endpoint]) -> NetworkInspect {
         internal: network.internal,
         attachable: false,
         ingress: false,
-        config_from: ConfigFrom { network: String::new() },
+        config_from: ConfigFrom {
+            network: String::new(),
+        },
         config_only: false,
         containers,
         options: network.options.clone(),
@@ -154,13 +158,25 @@ pub fn endpoint_settings(network: &Network, ep: &Endpoint) -> EndpointSettings {
         mac_address: ep.mac_address.clone(),
         network_id: network.id.clone(),
         endpoint_id: ep.id.clone(),
-        gateway: if v4.is_some() { gateway(true) } else { String::new() },
+        gateway: if v4.is_some() {
+            gateway(true)
+        } else {
+            String::new()
+        },
         ip_address: v4.map(|a| a.addr().to_string()).unwrap_or_default(),
         ip_prefix_len: v4.map_or(0, |a| a.prefix_len()),
-        ipv6_gateway: if v6.is_some() { gateway(false) } else { String::new() },
+        ipv6_gateway: if v6.is_some() {
+            gateway(false)
+        } else {
+            String::new()
+        },
         global_ipv6_address: v6.map(|a| a.addr().to_string()).unwrap_or_default(),
         global_ipv6_prefix_len: v6.map_or(0, |a| a.prefix_len()),
-        dns_names: if network.dns_enabled { ep.names().into_iter().map(String::from).collect() } else { Vec::new() },
+        dns_names: if network.dns_enabled {
+            ep.names().into_iter().map(String::from).collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -177,7 +193,14 @@ mod tests {
             name: "localnet".into(),
             driver: "bridge".into(),
             created: "2026-01-02T03:04:05.123456789Z".parse().unwrap(),
-            ipam: vec![validate_subnet("172.18.0.0/16".parse().unwrap(), Some("172.18.5.0/24".parse().unwrap()), None).unwrap()],
+            ipam: vec![
+                validate_subnet(
+                    "172.18.0.0/16".parse().unwrap(),
+                    Some("172.18.5.0/24".parse().unwrap()),
+                    None,
+                )
+                .unwrap(),
+            ],
             internal: false,
             enable_ipv6: false,
             dns_enabled: true,
@@ -204,8 +227,21 @@ mod tests {
         let v = serde_json::to_value(network(&net, std::slice::from_ref(&ep))).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         for k in [
-            "Name", "Id", "Created", "Scope", "Driver", "EnableIPv6", "IPAM", "Internal", "Attachable", "Ingress",
-            "ConfigFrom", "ConfigOnly", "Containers", "Options", "Labels",
+            "Name",
+            "Id",
+            "Created",
+            "Scope",
+            "Driver",
+            "EnableIPv6",
+            "IPAM",
+            "Internal",
+            "Attachable",
+            "Ingress",
+            "ConfigFrom",
+            "ConfigOnly",
+            "Containers",
+            "Options",
+            "Labels",
         ] {
             assert!(keys.contains(&k), "missing {k}");
         }

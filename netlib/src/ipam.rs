@@ -23,7 +23,9 @@ pub enum IpamError {
     GatewayOutsideSubnet { gateway: IpAddr, subnet: IpNet },
     #[error("gateway {gateway} cannot be the network or broadcast address of {subnet}")]
     GatewayReserved { gateway: IpAddr, subnet: IpNet },
-    #[error("subnet {subnet} is too small for a network (needs room for a gateway and an endpoint)")]
+    #[error(
+        "subnet {subnet} is too small for a network (needs room for a gateway and an endpoint)"
+    )]
     SubnetTooSmall { subnet: IpNet },
     #[error("subnet {subnet} overlaps {other_subnet} of network {other}")]
     Overlap {
@@ -70,7 +72,9 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 pub fn next_free_subnet(in_use: &[IpNet]) -> Result<IpNet, IpamError> {
     for (base, prefix) in DEFAULT_POOLS {
         let base: IpNet = base.parse().expect("default pool is a valid CIDR");
-        let candidates = base.subnets(*prefix).expect("pool prefix is longer than its base");
+        let candidates = base
+            .subnets(*prefix)
+            .expect("pool prefix is longer than its base");
         for candidate in candidates {
             if !in_use.iter().any(|used| overlaps(used, &candidate)) {
                 return Ok(candidate);
@@ -175,13 +179,15 @@ impl Leases {
     ) -> Result<Vec<IpNet>, IpamError> {
         for addr in requested {
             if !subnets.iter().any(|s| s.subnet.contains(addr)) {
-                return Err(match subnets.iter().find(|s| same_family(&s.subnet, addr)) {
-                    Some(s) => IpamError::AddressOutsideSubnet {
-                        addr: *addr,
-                        subnet: s.subnet,
+                return Err(
+                    match subnets.iter().find(|s| same_family(&s.subnet, addr)) {
+                        Some(s) => IpamError::AddressOutsideSubnet {
+                            addr: *addr,
+                            subnet: s.subnet,
+                        },
+                        None => IpamError::NoSubnetForAddress { addr: *addr },
                     },
-                    None => IpamError::NoSubnetForAddress { addr: *addr },
-                });
+                );
             }
         }
         let mut chosen = Vec::with_capacity(subnets.len());
@@ -190,7 +196,9 @@ impl Leases {
                 Some(addr) => self.check_static(subnet, *addr)?,
                 None => self.first_free(subnet)?,
             };
-            chosen.push(IpNet::new(addr, subnet.subnet.prefix_len()).expect("prefix of a valid subnet"));
+            chosen.push(
+                IpNet::new(addr, subnet.subnet.prefix_len()).expect("prefix of a valid subnet"),
+            );
         }
         for net in &chosen {
             self.addresses.insert(net.addr(), lease.clone());
@@ -260,7 +268,10 @@ pub fn random_mac() -> [u8; 6] {
 
 /// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (unicast only).
@@ -343,7 +354,11 @@ mod tests {
         let used = [net("172.17.0.0/16"), net("172.18.0.0/16")];
         assert_eq!(next_free_subnet(&used).unwrap(), net("172.19.0.0/16"));
         // A host route inside a candidate disqualifies it; so does a covering one.
-        let used = [net("172.17.0.0/16"), net("172.18.5.0/24"), net("172.19.0.0/16")];
+        let used = [
+            net("172.17.0.0/16"),
+            net("172.18.5.0/24"),
+            net("172.19.0.0/16"),
+        ];
         assert_eq!(next_free_subnet(&used).unwrap(), net("172.20.0.0/16"));
         let used = [net("172.16.0.0/12")];
         assert_eq!(next_free_subnet(&used).unwrap(), net("192.168.0.0/20"));
@@ -357,7 +372,12 @@ mod tests {
     fn validation_of_subnet_range_gateway() {
         let s = validate_subnet(net("10.1.0.0/24"), None, None).unwrap();
         assert_eq!(s.gateway, Some(ip("10.1.0.1")));
-        let s = validate_subnet(net("10.1.0.0/24"), Some(net("10.1.0.128/25")), Some(ip("10.1.0.254"))).unwrap();
+        let s = validate_subnet(
+            net("10.1.0.0/24"),
+            Some(net("10.1.0.128/25")),
+            Some(ip("10.1.0.254")),
+        )
+        .unwrap();
         assert_eq!(s.gateway, Some(ip("10.1.0.254")));
         assert!(matches!(
             validate_subnet(net("10.1.0.1/24"), None, None),
@@ -400,20 +420,39 @@ mod tests {
         let s = validate_subnet(net("10.1.0.0/29"), None, None).unwrap();
         let mut leases = Leases::default();
         let got: Vec<_> = (0..5)
-            .map(|i| leases.allocate(std::slice::from_ref(&s), &[], &lease(&i.to_string())).unwrap()[0])
+            .map(|i| {
+                leases
+                    .allocate(std::slice::from_ref(&s), &[], &lease(&i.to_string()))
+                    .unwrap()[0]
+            })
             .collect();
         let got: Vec<String> = got.iter().map(|n| n.to_string()).collect();
-        assert_eq!(got, ["10.1.0.2/29", "10.1.0.3/29", "10.1.0.4/29", "10.1.0.5/29", "10.1.0.6/29"]);
+        assert_eq!(
+            got,
+            [
+                "10.1.0.2/29",
+                "10.1.0.3/29",
+                "10.1.0.4/29",
+                "10.1.0.5/29",
+                "10.1.0.6/29"
+            ]
+        );
         assert!(matches!(
-            leases.allocate(&[s.clone()], &[], &lease("x")),
+            leases.allocate(std::slice::from_ref(&s), &[], &lease("x")),
             Err(IpamError::Exhausted { .. })
         ));
         assert_eq!(leases.release("2"), 1);
-        assert_eq!(leases.allocate(&[s], &[], &lease("y")).unwrap()[0].to_string(), "10.1.0.4/29");
+        assert_eq!(
+            leases.allocate(&[s], &[], &lease("y")).unwrap()[0].to_string(),
+            "10.1.0.4/29"
+        );
 
         let s = validate_subnet(net("10.1.0.0/24"), Some(net("10.1.0.128/25")), None).unwrap();
         let mut leases = Leases::default();
-        assert_eq!(leases.allocate(&[s], &[], &lease("a")).unwrap()[0].to_string(), "10.1.0.128/24");
+        assert_eq!(
+            leases.allocate(&[s], &[], &lease("a")).unwrap()[0].to_string(),
+            "10.1.0.128/24"
+        );
     }
 
     #[test]
@@ -422,7 +461,10 @@ mod tests {
         let subnets = [s];
         let mut leases = Leases::default();
         assert_eq!(
-            leases.allocate(&subnets, &[ip("10.1.0.10")], &lease("a")).unwrap()[0].to_string(),
+            leases
+                .allocate(&subnets, &[ip("10.1.0.10")], &lease("a"))
+                .unwrap()[0]
+                .to_string(),
             "10.1.0.10/24"
         );
         let cases = [
@@ -434,10 +476,16 @@ mod tests {
             ("fd00::5", "does not fit any subnet"),
         ];
         for (addr, msg) in cases {
-            let err = leases.allocate(&subnets, &[ip(addr)], &lease("b")).unwrap_err();
+            let err = leases
+                .allocate(&subnets, &[ip(addr)], &lease("b"))
+                .unwrap_err();
             assert!(err.to_string().contains(msg), "{addr}: {err}");
         }
-        assert_eq!(leases.addresses.len(), 1, "failed allocations leased nothing");
+        assert_eq!(
+            leases.addresses.len(),
+            1,
+            "failed allocations leased nothing"
+        );
     }
 
     #[test]

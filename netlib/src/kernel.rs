@@ -73,16 +73,23 @@ impl Kernel {
     /// Links of the host's (the calling process's) network namespace.
     pub fn host(&self) -> Result<Links<'_>> {
         if let Some(handle) = self.host.get() {
-            return Ok(Links { rt: &self.rt, handle: handle.clone() });
+            return Ok(Links {
+                rt: &self.rt,
+                handle: handle.clone(),
+            });
         }
         let _enter = self.rt.enter();
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| KernelError::Netlink {
-            op: "open netlink socket".into(),
-            source,
-        })?;
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|source| KernelError::Netlink {
+                op: "open netlink socket".into(),
+                source,
+            })?;
         self.rt.spawn(conn);
         let handle = self.host.get_or_init(|| handle).clone();
-        Ok(Links { rt: &self.rt, handle })
+        Ok(Links {
+            rt: &self.rt,
+            handle,
+        })
     }
 
     /// Links inside the namespace pinned at `pin`.
@@ -116,7 +123,10 @@ impl Kernel {
         };
         let (conn, handle, _) = rtnetlink::from_socket(socket);
         self.rt.spawn(conn);
-        Ok(Links { rt: &self.rt, handle })
+        Ok(Links {
+            rt: &self.rt,
+            handle,
+        })
     }
 }
 
@@ -139,7 +149,11 @@ pub struct Links<'k> {
 }
 
 impl Links<'_> {
-    fn run<T>(&self, op: impl FnOnce() -> String, fut: impl Future<Output = std::result::Result<T, rtnetlink::Error>>) -> Result<T> {
+    fn run<T>(
+        &self,
+        op: impl FnOnce() -> String,
+        fut: impl Future<Output = std::result::Result<T, rtnetlink::Error>>,
+    ) -> Result<T> {
         self.rt.block_on(fut).map_err(|e| KernelError::Netlink {
             op: op(),
             source: to_io(e),
@@ -148,7 +162,12 @@ impl Links<'_> {
 
     /// The index of link `name`, if it exists.
     pub fn index(&self, name: &str) -> Result<Option<u32>> {
-        let req = self.handle.link().get().match_name(name.to_string()).execute();
+        let req = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         let res = self.rt.block_on(async move {
             futures::pin_mut!(req);
             req.try_next().await
@@ -170,7 +189,11 @@ impl Links<'_> {
         if let Some(mtu) = mtu {
             msg = msg.mtu(mtu);
         }
-        let created = match self.rt.block_on(self.handle.link().add(msg.build()).execute()).map_err(to_io) {
+        let created = match self
+            .rt
+            .block_on(self.handle.link().add(msg.build()).execute())
+            .map_err(to_io)
+        {
             Ok(()) => true,
             Err(e) if errno(&e) == EEXIST => false,
             Err(source) => {
@@ -205,7 +228,9 @@ impl Links<'_> {
             peer = peer.mtu(mtu);
             host = host.mtu(mtu);
         }
-        let msg = host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
+        let msg = host
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
         self.run(
             || format!("create veth pair {} / {}", spec.host_name, spec.peer_name),
             self.handle.link().add(msg).execute(),
@@ -217,7 +242,11 @@ impl Links<'_> {
         let Some(index) = self.index(name)? else {
             return Ok(false);
         };
-        match self.rt.block_on(self.handle.link().del(index).execute()).map_err(to_io) {
+        match self
+            .rt
+            .block_on(self.handle.link().del(index).execute())
+            .map_err(to_io)
+        {
             Ok(()) => Ok(true),
             Err(e) if matches!(errno(&e), ENODEV | ENOENT) => Ok(false),
             Err(source) => Err(KernelError::Netlink {
@@ -229,12 +258,19 @@ impl Links<'_> {
 
     pub fn set_up(&self, index: u32) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.run(|| format!("set link {index} up"), self.handle.link().set(msg).execute())
+        self.run(
+            || format!("set link {index} up"),
+            self.handle.link().set(msg).execute(),
+        )
     }
 
     /// Adds `addr` (with prefix) to link `index`; already there is fine.
     pub fn add_address(&self, index: u32, addr: IpNet) -> Result<()> {
-        let req = self.handle.address().add(index, addr.addr(), addr.prefix_len()).execute();
+        let req = self
+            .handle
+            .address()
+            .add(index, addr.addr(), addr.prefix_len())
+            .execute();
         match self.rt.block_on(req).map_err(to_io) {
             Err(e) if errno(&e) != EEXIST => Err(KernelError::Netlink {
                 op: format!("add address {addr} to link {index}"),
@@ -262,7 +298,11 @@ impl Links<'_> {
             IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build(),
             IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build(),
         };
-        match self.rt.block_on(self.handle.route().del(msg).execute()).map_err(to_io) {
+        match self
+            .rt
+            .block_on(self.handle.route().del(msg).execute())
+            .map_err(to_io)
+        {
             Err(e) if !matches!(errno(&e), ESRCH | ENOENT) => Err(KernelError::Netlink {
                 op: format!("delete default route via {gateway}"),
                 source: e,
@@ -275,7 +315,10 @@ impl Links<'_> {
     /// table) and addresses of every link. IPAM keeps new networks off them.
     pub fn prefixes_in_use(&self) -> Result<Vec<IpNet>> {
         let mut out = Vec::new();
-        for family in [IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)] {
+        for family in [
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ] {
             let query = match family {
                 IpAddr::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
                 IpAddr::V6(_) => RouteMessageBuilder::<Ipv6Addr>::new().build(),
@@ -302,7 +345,10 @@ impl Links<'_> {
                 }
             }
         }
-        let addrs: Vec<_> = self.run(|| "list addresses".into(), self.handle.address().get().execute().try_collect())?;
+        let addrs: Vec<_> = self.run(
+            || "list addresses".into(),
+            self.handle.address().get().execute().try_collect(),
+        )?;
         for a in addrs {
             for attr in &a.attributes {
                 if let AddressAttribute::Address(addr) = attr
@@ -320,7 +366,10 @@ impl Links<'_> {
 /// Returns whether it changed.
 pub fn enable_ipv4_forwarding() -> Result<bool> {
     let key = "/proc/sys/net/ipv4/ip_forward";
-    let sysctl_err = |source| KernelError::Sysctl { key: key.into(), source };
+    let sysctl_err = |source| KernelError::Sysctl {
+        key: key.into(),
+        source,
+    };
     if std::fs::read_to_string(key).map_err(sysctl_err)?.trim() == "1" {
         return Ok(false);
     }

@@ -39,21 +39,35 @@ fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> N
 /// removed here also disappears from mount namespaces copied after it was made.
 /// Call under the state lock (two callers would stack two bind mounts).
 pub fn prepare_dir(dir: &Path) -> Result<()> {
-    let shared = |d: &Path| mount(None::<&str>, d, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let shared = |d: &Path| {
+        mount(
+            None::<&str>,
+            d,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
     match shared(dir) {
         Ok(()) => Ok(()),
         // EINVAL: not a mount point yet.
         Err(nix::Error::EINVAL) => {
-            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(err("bind mount", dir))?;
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(err("bind mount", dir))?;
             shared(dir).map_err(err("make shared", dir))
         }
         Err(e) => Err(err("make shared", dir)(e)),
     }
 }
 
-/// Creates a network namespace pinned at `pin` with `lo` left for the caller to bring
-/// up; returns a NETLINK_ROUTE socket inside it. On error nothing is left at `pin`.
+/// Creates a network namespace pinned at `pin`, with IPv4 forwarding off and `lo` left
+/// for the caller to bring up; returns a NETLINK_ROUTE socket inside it. On error nothing is left at `pin`.
 pub fn create(pin: &Path) -> Result<OwnedFd> {
     in_helper_thread(|| {
         unshare(CloneFlags::CLONE_NEWNET).map_err(err("create network namespace for", pin))?;
@@ -70,7 +84,17 @@ pub fn create(pin: &Path) -> Result<OwnedFd> {
             None::<&str>,
         )
         .map_err(err("pin network namespace at", pin));
-        let socket = pinned.and_then(|()| route_socket(pin));
+        // A new namespace may inherit forwarding from the host's: a container on two
+        // networks must not route between them.
+        let socket = pinned
+            .and_then(|()| {
+                fs::write("/proc/sys/net/ipv4/ip_forward", "0").map_err(|source| NetnsError::Io {
+                    action: "turn off forwarding in",
+                    path: pin.to_path_buf(),
+                    source,
+                })
+            })
+            .and_then(|()| route_socket(pin));
         if socket.is_err() {
             let _ = remove(pin);
         }
@@ -119,18 +143,15 @@ pub fn remove(pin: &Path) -> Result<()> {
     }
 }
 
-/// True when `pin` holds a mounted namespace (nsfs), not just an empty file.
-pub fn is_pinned(pin: &Path) -> bool {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(pin).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
-}
-
 fn route_socket(pin: &Path) -> Result<OwnedFd> {
-    let socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).map_err(|source| NetnsError::Io {
-        action: "open netlink socket in",
-        path: pin.to_path_buf(),
-        source,
-    })?;
+    let socket =
+        netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).map_err(|source| {
+            NetnsError::Io {
+                action: "open netlink socket in",
+                path: pin.to_path_buf(),
+                source,
+            }
+        })?;
     // SAFETY: `into_raw_fd` hands over sole ownership of a valid open descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
 }

@@ -79,6 +79,7 @@ const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_DATA_TYPE: u16 = 6;
 const NFTA_SET_DATA_LEN: u16 = 7;
 const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_USERDATA: u16 = 13;
 const NFTA_SET_DESC: u16 = 9;
 const NFTA_SET_DESC_CONCAT: u16 = 2;
 const NFTA_SET_FIELD_LEN: u16 = 1;
@@ -95,7 +96,8 @@ pub const SET_F_CONCAT: u32 = 0x80;
 
 /// Data types as `nft` names them (kernel-opaque; `nft list` prints by them).
 pub mod datatype {
-    pub const VERDICT: u32 = 1;
+    /// The kernel's `NFT_DATA_VERDICT`: the data type of verdict maps.
+    pub const VERDICT: u32 = 0xffff_ff00;
     pub const IPV4_ADDR: u32 = 7;
     pub const IPV6_ADDR: u32 = 8;
     pub const INET_SERVICE: u32 = 13;
@@ -189,18 +191,46 @@ pub enum NatKind {
 /// One nf_tables expression of a rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
-    Meta { key: MetaKey, dreg: u32 },
-    Ct { key: CtKey, dreg: u32 },
-    Payload { base: PayloadBase, offset: u32, len: u32, dreg: u32 },
-    Bitwise { reg: u32, mask: Vec<u8>, xor: Vec<u8> },
-    Cmp { sreg: u32, op: CmpOp, data: Vec<u8> },
+    Meta {
+        key: MetaKey,
+        dreg: u32,
+    },
+    Ct {
+        key: CtKey,
+        dreg: u32,
+    },
+    Payload {
+        base: PayloadBase,
+        offset: u32,
+        len: u32,
+        dreg: u32,
+    },
+    Bitwise {
+        reg: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
+    Cmp {
+        sreg: u32,
+        op: CmpOp,
+        data: Vec<u8>,
+    },
     /// Set membership (`dreg: None`) or map lookup into `dreg` (`Some(REG_VERDICT)` for a vmap).
-    Lookup { set: String, sreg: u32, dreg: Option<u32> },
+    Lookup {
+        set: String,
+        sreg: u32,
+        dreg: Option<u32>,
+    },
     Verdict(Verdict),
     Counter,
     Masquerade,
     /// NAT to the address (and port) held in registers.
-    Nat { kind: NatKind, family: Family, addr_reg: u32, proto_reg: Option<u32> },
+    Nat {
+        kind: NatKind,
+        family: Family,
+        addr_reg: u32,
+        proto_reg: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +259,15 @@ pub struct Set {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
     pub key: Vec<u8>,
-    pub data: Option<Vec<u8>>,
+    pub data: Option<Data>,
+}
+
+/// What a map element maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data {
+    Value(Vec<u8>),
+    /// For verdict maps (`vmap`).
+    Verdict(Verdict),
 }
 
 /// One netlink message of a batch: type, extra flags and attributes.
@@ -278,14 +316,24 @@ impl Batch {
     pub fn add_table(&mut self) {
         let mut a = Attrs::default();
         a.str(NFTA_TABLE_NAME, &self.table);
-        self.push(NFT_MSG_NEWTABLE, NLM_F_CREATE, a, format!("add table {}", self.table));
+        self.push(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE,
+            a,
+            format!("add table {}", self.table),
+        );
     }
 
     /// Deletes the table and everything in it.
     pub fn delete_table(&mut self) {
         let mut a = Attrs::default();
         a.str(NFTA_TABLE_NAME, &self.table);
-        self.push(NFT_MSG_DELTABLE, 0, a, format!("delete table {}", self.table));
+        self.push(
+            NFT_MSG_DELTABLE,
+            0,
+            a,
+            format!("delete table {}", self.table),
+        );
     }
 
     /// Creates the chain if it does not exist (an existing chain is left as it is).
@@ -299,7 +347,12 @@ impl Batch {
             a.u32(NFTA_CHAIN_POLICY, 1); // NF_ACCEPT: rbox never drops others' traffic by policy
             a.str(NFTA_CHAIN_TYPE, base.kind);
         }
-        self.push(NFT_MSG_NEWCHAIN, NLM_F_CREATE, a, format!("add chain {}", chain.name));
+        self.push(
+            NFT_MSG_NEWCHAIN,
+            NLM_F_CREATE,
+            a,
+            format!("add chain {}", chain.name),
+        );
     }
 
     /// Deletes every rule of `chain`.
@@ -343,7 +396,12 @@ impl Batch {
         a.str(NFTA_RULE_TABLE, &self.table);
         a.str(NFTA_RULE_CHAIN, chain);
         a.bytes(NFTA_RULE_HANDLE, &handle.to_be_bytes());
-        self.push(NFT_MSG_DELRULE, 0, a, format!("delete rule {chain} handle {handle}"));
+        self.push(
+            NFT_MSG_DELRULE,
+            0,
+            a,
+            format!("delete rule {chain} handle {handle}"),
+        );
     }
 
     /// Creates set or map `set` if it does not exist.
@@ -363,9 +421,20 @@ impl Batch {
         a.u32(NFTA_SET_KEY_LEN, set.key_len);
         if let Some((ty, len)) = set.data {
             a.u32(NFTA_SET_DATA_TYPE, ty);
-            a.u32(NFTA_SET_DATA_LEN, len);
+            if ty != datatype::VERDICT {
+                a.u32(NFTA_SET_DATA_LEN, len);
+            }
         }
         a.u32(NFTA_SET_ID, id);
+        if set.key_type == datatype::IFNAME {
+            // nft's set userdata: key byte order = host (strings are stored as they are);
+            // without it `nft list` cannot print the keys.
+            const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
+            const BYTEORDER_HOST_ENDIAN: u32 = 1;
+            let mut udata = vec![NFTNL_UDATA_SET_KEYBYTEORDER, 4];
+            udata.extend_from_slice(&BYTEORDER_HOST_ENDIAN.to_ne_bytes());
+            a.bytes(NFTA_SET_USERDATA, &udata);
+        }
         if !set.fields.is_empty() {
             a.nested(NFTA_SET_DESC, |d| {
                 d.nested(NFTA_SET_DESC_CONCAT, |c| {
@@ -375,19 +444,34 @@ impl Batch {
                 });
             });
         }
-        self.push(NFT_MSG_NEWSET, NLM_F_CREATE, a, format!("add set {}", set.name));
+        self.push(
+            NFT_MSG_NEWSET,
+            NLM_F_CREATE,
+            a,
+            format!("add set {}", set.name),
+        );
     }
 
     /// Adds elements to `set`; `exclusive` refuses keys already there.
     pub fn add_elements(&mut self, set: &str, elements: &[Element], exclusive: bool) {
         let a = self.elements_attrs(set, elements);
         let flags = NLM_F_CREATE | if exclusive { NLM_F_EXCL } else { 0 };
-        self.push(NFT_MSG_NEWSETELEM, flags, a, format!("add {} element(s) to {set}", elements.len()));
+        self.push(
+            NFT_MSG_NEWSETELEM,
+            flags,
+            a,
+            format!("add {} element(s) to {set}", elements.len()),
+        );
     }
 
     pub fn delete_elements(&mut self, set: &str, elements: &[Element]) {
         let a = self.elements_attrs(set, elements);
-        self.push(NFT_MSG_DELSETELEM, 0, a, format!("delete {} element(s) from {set}", elements.len()));
+        self.push(
+            NFT_MSG_DELSETELEM,
+            0,
+            a,
+            format!("delete {} element(s) from {set}", elements.len()),
+        );
     }
 
     fn chain_attrs(&self, chain: &str) -> Attrs {
@@ -405,8 +489,14 @@ impl Batch {
             for el in elements {
                 list.nested(NFTA_LIST_ELEM, |e| {
                     e.nested(NFTA_SET_ELEM_KEY, |k| k.bytes(NFTA_DATA_VALUE, &el.key));
-                    if let Some(data) = &el.data {
-                        e.nested(NFTA_SET_ELEM_DATA, |d| d.bytes(NFTA_DATA_VALUE, data));
+                    match &el.data {
+                        Some(Data::Value(v)) => {
+                            e.nested(NFTA_SET_ELEM_DATA, |d| d.bytes(NFTA_DATA_VALUE, v))
+                        }
+                        Some(Data::Verdict(v)) => e.nested(NFTA_SET_ELEM_DATA, |d| {
+                            d.nested(NFTA_DATA_VERDICT, |vd| encode_verdict(vd, v))
+                        }),
+                        None => {}
                     }
                 });
             }
@@ -418,13 +508,37 @@ impl Batch {
     fn encode(&self, first_seq: u32) -> Vec<u8> {
         let mut out = Vec::new();
         let mut seq = first_seq;
-        put_message(&mut out, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        put_message(
+            &mut out,
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
         for m in &self.messages {
             seq += 1;
             let kind = (NFNL_SUBSYS_NFTABLES << 8) | m.kind;
-            put_message(&mut out, kind, NLM_F_REQUEST | NLM_F_ACK | m.flags, seq, self.family as u8, 0, &m.attrs);
+            put_message(
+                &mut out,
+                kind,
+                NLM_F_REQUEST | NLM_F_ACK | m.flags,
+                seq,
+                self.family as u8,
+                0,
+                &m.attrs,
+            );
         }
-        put_message(&mut out, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 1, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        put_message(
+            &mut out,
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            seq + 1,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
         out
     }
 }
@@ -455,8 +569,12 @@ impl Nft {
             tv_sec: REPLY_TIMEOUT.as_secs() as libc::time_t,
             tv_usec: 0,
         });
-        nix::sys::socket::setsockopt(&socket.as_fd(), nix::sys::socket::sockopt::ReceiveTimeout, &timeout)
-            .map_err(|e| io(e.into()))?;
+        nix::sys::socket::setsockopt(
+            &socket.as_fd(),
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &timeout,
+        )
+        .map_err(|e| io(e.into()))?;
         let seq = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() as u32);
@@ -504,7 +622,15 @@ impl Nft {
         a.str(NFTA_CHAIN_NAME, chain);
         let seq = self.next_seq();
         let mut out = Vec::new();
-        put_message(&mut out, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq, family as u8, 0, &a.0);
+        put_message(
+            &mut out,
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN,
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            family as u8,
+            0,
+            &a.0,
+        );
         self.send(&out, "query chain")?;
         loop {
             for (kind, rseq, payload) in self.receive("query chain")? {
@@ -533,7 +659,15 @@ impl Nft {
         a.str(NFTA_RULE_TABLE, table);
         let seq = self.next_seq();
         let mut out = Vec::new();
-        put_message(&mut out, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, seq, family as u8, 0, &a.0);
+        put_message(
+            &mut out,
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            family as u8,
+            0,
+            &a.0,
+        );
         self.send(&out, "list rules")?;
         let mut rules = Vec::new();
         loop {
@@ -544,7 +678,8 @@ impl Nft {
                 match kind {
                     NLMSG_DONE => return Ok(rules),
                     NLMSG_ERROR => {
-                        let code = i32::from_ne_bytes(payload[..4].try_into().expect("error payload"));
+                        let code =
+                            i32::from_ne_bytes(payload[..4].try_into().expect("error payload"));
                         if -code == libc::ENOENT {
                             return Ok(rules);
                         }
@@ -573,7 +708,10 @@ impl Nft {
         self.socket
             .send_to(bytes, &SocketAddr::new(0, 0), 0)
             .map(|_| ())
-            .map_err(|source| NftError::Io { op: op.into(), source })
+            .map_err(|source| NftError::Io {
+                op: op.into(),
+                source,
+            })
     }
 
     /// Reads one datagram; returns its messages as (type, seq, payload).
@@ -582,7 +720,10 @@ impl Nft {
         let n = self
             .socket
             .recv(&mut &mut buf[..], 0)
-            .map_err(|source| NftError::Io { op: op.into(), source })?;
+            .map_err(|source| NftError::Io {
+                op: op.into(),
+                source,
+            })?;
         let mut out = Vec::new();
         let mut rest = &buf[..n];
         while rest.len() >= 16 {
@@ -611,11 +752,17 @@ fn parse_rule(mut attrs: &[u8], table: &str) -> Option<ListedRule> {
             break;
         }
         let data = &attrs[4..len];
-        let text = || String::from_utf8_lossy(data).trim_end_matches('\0').to_string();
+        let text = || {
+            String::from_utf8_lossy(data)
+                .trim_end_matches('\0')
+                .to_string()
+        };
         match kind {
             NFTA_RULE_TABLE => t = Some(text()),
             NFTA_RULE_CHAIN => chain = Some(text()),
-            NFTA_RULE_HANDLE if data.len() == 8 => handle = Some(u64::from_be_bytes(data.try_into().unwrap())),
+            NFTA_RULE_HANDLE if data.len() == 8 => {
+                handle = Some(u64::from_be_bytes(data.try_into().unwrap()))
+            }
             NFTA_RULE_USERDATA => comment = parse_comment_udata(data),
             _ => {}
         }
@@ -643,7 +790,11 @@ fn parse_comment_udata(mut data: &[u8]) -> Option<String> {
         let (kind, len) = (data[0], data[1] as usize);
         let value = data.get(2..2 + len)?;
         if kind == 0 {
-            return Some(String::from_utf8_lossy(value).trim_end_matches('\0').to_string());
+            return Some(
+                String::from_utf8_lossy(value)
+                    .trim_end_matches('\0')
+                    .to_string(),
+            );
         }
         data = &data[2 + len..];
     }
@@ -652,55 +803,90 @@ fn parse_comment_udata(mut data: &[u8]) -> Option<String> {
 
 fn encode_expr(e: &mut Attrs, expr: &Expr) {
     let (name, data): (&str, Attrs) = match expr {
-        Expr::Meta { key, dreg } => ("meta", Attrs::build(|a| {
-            a.u32(1, *dreg); // NFTA_META_DREG
-            a.u32(2, *key as u32); // NFTA_META_KEY
-        })),
-        Expr::Ct { key, dreg } => ("ct", Attrs::build(|a| {
-            a.u32(1, *dreg); // NFTA_CT_DREG
-            a.u32(2, *key as u32); // NFTA_CT_KEY
-        })),
-        Expr::Payload { base, offset, len, dreg } => ("payload", Attrs::build(|a| {
-            a.u32(1, *dreg); // NFTA_PAYLOAD_DREG
-            a.u32(2, *base as u32); // NFTA_PAYLOAD_BASE
-            a.u32(3, *offset); // NFTA_PAYLOAD_OFFSET
-            a.u32(4, *len); // NFTA_PAYLOAD_LEN
-        })),
-        Expr::Bitwise { reg, mask, xor } => ("bitwise", Attrs::build(|a| {
-            a.u32(1, *reg); // NFTA_BITWISE_SREG
-            a.u32(2, *reg); // NFTA_BITWISE_DREG
-            a.u32(3, mask.len() as u32); // NFTA_BITWISE_LEN
-            a.nested(4, |d| d.bytes(NFTA_DATA_VALUE, mask)); // NFTA_BITWISE_MASK
-            a.nested(5, |d| d.bytes(NFTA_DATA_VALUE, xor)); // NFTA_BITWISE_XOR
-        })),
-        Expr::Cmp { sreg, op, data } => ("cmp", Attrs::build(|a| {
-            a.u32(1, *sreg); // NFTA_CMP_SREG
-            a.u32(2, *op as u32); // NFTA_CMP_OP
-            a.nested(3, |d| d.bytes(NFTA_DATA_VALUE, data)); // NFTA_CMP_DATA
-        })),
-        Expr::Lookup { set, sreg, dreg } => ("lookup", Attrs::build(|a| {
-            a.str(1, set); // NFTA_LOOKUP_SET
-            a.u32(2, *sreg); // NFTA_LOOKUP_SREG
-            if let Some(dreg) = dreg {
-                a.u32(3, *dreg); // NFTA_LOOKUP_DREG
-            }
-        })),
-        Expr::Verdict(v) => ("immediate", Attrs::build(|a| {
-            a.u32(1, REG_VERDICT); // NFTA_IMMEDIATE_DREG
-            a.nested(2, |d| { // NFTA_IMMEDIATE_DATA
-                d.nested(NFTA_DATA_VERDICT, |vd| encode_verdict(vd, v));
-            });
-        })),
+        Expr::Meta { key, dreg } => (
+            "meta",
+            Attrs::build(|a| {
+                a.u32(1, *dreg); // NFTA_META_DREG
+                a.u32(2, *key as u32); // NFTA_META_KEY
+            }),
+        ),
+        Expr::Ct { key, dreg } => (
+            "ct",
+            Attrs::build(|a| {
+                a.u32(1, *dreg); // NFTA_CT_DREG
+                a.u32(2, *key as u32); // NFTA_CT_KEY
+            }),
+        ),
+        Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg,
+        } => (
+            "payload",
+            Attrs::build(|a| {
+                a.u32(1, *dreg); // NFTA_PAYLOAD_DREG
+                a.u32(2, *base as u32); // NFTA_PAYLOAD_BASE
+                a.u32(3, *offset); // NFTA_PAYLOAD_OFFSET
+                a.u32(4, *len); // NFTA_PAYLOAD_LEN
+            }),
+        ),
+        Expr::Bitwise { reg, mask, xor } => (
+            "bitwise",
+            Attrs::build(|a| {
+                a.u32(1, *reg); // NFTA_BITWISE_SREG
+                a.u32(2, *reg); // NFTA_BITWISE_DREG
+                a.u32(3, mask.len() as u32); // NFTA_BITWISE_LEN
+                a.nested(4, |d| d.bytes(NFTA_DATA_VALUE, mask)); // NFTA_BITWISE_MASK
+                a.nested(5, |d| d.bytes(NFTA_DATA_VALUE, xor)); // NFTA_BITWISE_XOR
+            }),
+        ),
+        Expr::Cmp { sreg, op, data } => (
+            "cmp",
+            Attrs::build(|a| {
+                a.u32(1, *sreg); // NFTA_CMP_SREG
+                a.u32(2, *op as u32); // NFTA_CMP_OP
+                a.nested(3, |d| d.bytes(NFTA_DATA_VALUE, data)); // NFTA_CMP_DATA
+            }),
+        ),
+        Expr::Lookup { set, sreg, dreg } => (
+            "lookup",
+            Attrs::build(|a| {
+                a.str(1, set); // NFTA_LOOKUP_SET
+                a.u32(2, *sreg); // NFTA_LOOKUP_SREG
+                if let Some(dreg) = dreg {
+                    a.u32(3, *dreg); // NFTA_LOOKUP_DREG
+                }
+            }),
+        ),
+        Expr::Verdict(v) => (
+            "immediate",
+            Attrs::build(|a| {
+                a.u32(1, REG_VERDICT); // NFTA_IMMEDIATE_DREG
+                a.nested(2, |d| {
+                    // NFTA_IMMEDIATE_DATA
+                    d.nested(NFTA_DATA_VERDICT, |vd| encode_verdict(vd, v));
+                });
+            }),
+        ),
         Expr::Counter => ("counter", Attrs::default()),
         Expr::Masquerade => ("masq", Attrs::default()),
-        Expr::Nat { kind, family, addr_reg, proto_reg } => ("nat", Attrs::build(|a| {
-            a.u32(1, *kind as u32); // NFTA_NAT_TYPE
-            a.u32(2, *family as u32); // NFTA_NAT_FAMILY
-            a.u32(3, *addr_reg); // NFTA_NAT_REG_ADDR_MIN
-            if let Some(p) = proto_reg {
-                a.u32(5, *p); // NFTA_NAT_REG_PROTO_MIN
-            }
-        })),
+        Expr::Nat {
+            kind,
+            family,
+            addr_reg,
+            proto_reg,
+        } => (
+            "nat",
+            Attrs::build(|a| {
+                a.u32(1, *kind as u32); // NFTA_NAT_TYPE
+                a.u32(2, *family as u32); // NFTA_NAT_FAMILY
+                a.u32(3, *addr_reg); // NFTA_NAT_REG_ADDR_MIN
+                if let Some(p) = proto_reg {
+                    a.u32(5, *p); // NFTA_NAT_REG_PROTO_MIN
+                }
+            }),
+        ),
     };
     e.str(NFTA_EXPR_NAME, name);
     if !data.0.is_empty() {
@@ -774,7 +960,15 @@ fn align(n: usize) -> usize {
 }
 
 /// Appends one netlink message with an nfgenmsg header.
-fn put_message(out: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: &[u8]) {
+fn put_message(
+    out: &mut Vec<u8>,
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    attrs: &[u8],
+) {
     let len = 16 + 4 + attrs.len();
     out.extend_from_slice(&(len as u32).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
@@ -832,6 +1026,9 @@ mod tests {
     #[test]
     fn concat_type_matches_nft() {
         // nft's `ipv4_addr . inet_service` is (7 << 6) | 13.
-        assert_eq!(datatype::concat(&[datatype::IPV4_ADDR, datatype::INET_SERVICE]), 7 << 6 | 13);
+        assert_eq!(
+            datatype::concat(&[datatype::IPV4_ADDR, datatype::INET_SERVICE]),
+            7 << 6 | 13
+        );
     }
 }

@@ -110,12 +110,16 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io_err("open lock", &path))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StoreError::Io {
-            action: "lock",
-            path: path.clone(),
-            source: errno.into(),
-        })?;
-        Ok(Locked { store: self, _lock: lock })
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StoreError::Io {
+                action: "lock",
+                path: path.clone(),
+                source: errno.into(),
+            })?;
+        Ok(Locked {
+            store: self,
+            _lock: lock,
+        })
     }
 
     /// All network definitions, sorted by name.
@@ -124,10 +128,10 @@ impl Store {
         let dir = &self.networks_dir;
         for entry in fs::read_dir(dir).map_err(io_err("read directory", dir))? {
             let path = entry.map_err(io_err("read directory", dir))?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                if let Some(net) = read_json(&path)? {
-                    nets.push(net);
-                }
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(net) = read_json(&path)?
+            {
+                nets.push(net);
             }
         }
         nets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -152,10 +156,10 @@ impl Store {
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
             let path = entry.map_err(io_err("read directory", &dir))?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                if let Some(sb) = read_json(&path)? {
-                    out.push(sb);
-                }
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(sb) = read_json(&path)?
+            {
+                out.push(sb);
             }
         }
         Ok(out)
@@ -165,13 +169,19 @@ impl Store {
         self.networks_dir.join(format!("{id}.json"))
     }
     fn leases_path(&self, network_id: &str) -> PathBuf {
-        self.run_dir.join("leases").join(format!("{network_id}.json"))
+        self.run_dir
+            .join("leases")
+            .join(format!("{network_id}.json"))
     }
     fn endpoints_path(&self, network_id: &str) -> PathBuf {
-        self.run_dir.join("endpoints").join(format!("{network_id}.json"))
+        self.run_dir
+            .join("endpoints")
+            .join(format!("{network_id}.json"))
     }
     fn sandbox_path(&self, container_id: &str) -> PathBuf {
-        self.run_dir.join("sandboxes").join(format!("{container_id}.json"))
+        self.run_dir
+            .join("sandboxes")
+            .join(format!("{container_id}.json"))
     }
 }
 
@@ -229,12 +239,14 @@ impl Locked<'_> {
 /// Reads a JSON file; `None` when it does not exist.
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                source,
-            }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("read", path)(e)),
     }
@@ -308,7 +320,9 @@ mod tests {
                     };
                     // Widen the window in which an unlocked allocator would race.
                     std::thread::sleep(std::time::Duration::from_millis(2));
-                    let got = leases.allocate(std::slice::from_ref(&subnet), &[], &lease).unwrap();
+                    let got = leases
+                        .allocate(std::slice::from_ref(&subnet), &[], &lease)
+                        .unwrap();
                     locked.save_leases("net", &leases).unwrap();
                     got[0].addr()
                 })

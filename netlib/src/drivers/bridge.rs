@@ -23,7 +23,10 @@ pub struct Bridge;
 
 impl Bridge {
     fn bridge_name(network: &Network) -> &str {
-        network.interface.as_deref().expect("bridge networks are validated with a bridge name")
+        network
+            .interface
+            .as_deref()
+            .expect("bridge networks are validated with a bridge name")
     }
 
     fn rules(network: &Network) -> NetworkRules {
@@ -32,7 +35,10 @@ impl Bridge {
             bridge: Self::bridge_name(network).to_string(),
             subnets: network.ipam.iter().map(|s| s.subnet).collect(),
             internal: network.internal,
-            masquerade: network.options.get(OPT_MASQUERADE).is_none_or(|v| v != "false"),
+            masquerade: network
+                .options
+                .get(OPT_MASQUERADE)
+                .is_none_or(|v| v != "false"),
         }
     }
 }
@@ -43,7 +49,9 @@ pub fn valid_ifname(name: &str) -> bool {
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && !name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
 }
 
 impl Driver for Bridge {
@@ -61,7 +69,10 @@ impl Driver for Bridge {
                 "invalid bridge name {name:?} (-o {OPT_BRIDGE_NAME}): at most 15 characters, no '/', ':' or spaces"
             )));
         }
-        if let Some(other) = others.iter().find(|o| o.interface.as_deref() == Some(name.as_str())) {
+        if let Some(other) = others
+            .iter()
+            .find(|o| o.interface.as_deref() == Some(name.as_str()))
+        {
             return Err(DriverError::Invalid(format!(
                 "bridge {name} is already used by network {}",
                 other.name
@@ -80,7 +91,9 @@ impl Driver for Bridge {
             && v != "true"
             && v != "false"
         {
-            return Err(DriverError::Invalid(format!("invalid value {v:?} for -o {OPT_MASQUERADE}: true or false")));
+            return Err(DriverError::Invalid(format!(
+                "invalid value {v:?} for -o {OPT_MASQUERADE}: true or false"
+            )));
         }
         network.interface = Some(name);
         Ok(())
@@ -95,9 +108,11 @@ impl Driver for Bridge {
         let installed_rules = ctx.firewall.ensure_network(&rules)?;
         let bridge = (|| {
             let host = ctx.kernel.host()?;
-            let (index, created) = host.create_bridge(Self::bridge_name(network), network.mtu, random_mac())?;
+            let (index, created) =
+                host.create_bridge(Self::bridge_name(network), network.mtu, random_mac())?;
             let addresses = network.ipam.iter().filter_map(|s| {
-                s.gateway.map(|gw| IpNet::new(gw, s.subnet.prefix_len()).expect("gateway in its subnet"))
+                s.gateway
+                    .map(|gw| IpNet::new(gw, s.subnet.prefix_len()).expect("gateway in its subnet"))
             });
             for addr in addresses {
                 if let Err(e) = host.add_address(index, addr) {
@@ -137,10 +152,18 @@ impl Driver for Bridge {
     fn join(&self, ctx: &EndpointContext) -> Result<(), DriverError> {
         let (network, ep) = (ctx.network, ctx.endpoint);
         let pin = ctx.netns()?;
-        let host_if = ep.host_interface.as_deref().expect("bridge endpoints name their host side");
+        let host_if = ep
+            .host_interface
+            .as_deref()
+            .expect("bridge endpoints name their host side");
         let host = ctx.kernel.host()?;
         let bridge = Self::bridge_name(network);
-        let master = host.index(bridge)?.ok_or_else(|| DriverError::Invalid(format!("bridge {bridge} of network {} is missing", network.name)))?;
+        let master = host.index(bridge)?.ok_or_else(|| {
+            DriverError::Invalid(format!(
+                "bridge {bridge} of network {} is missing",
+                network.name
+            ))
+        })?;
         let ns = netns::open(pin).map_err(kernel::KernelError::from)?;
         let mac = parse_mac(&ep.mac_address).expect("endpoint MAC validated at join");
         host.create_veth(&VethSpec {
@@ -162,7 +185,11 @@ impl Driver for Bridge {
             sandbox.set_up(index)?;
             if ep.default_route {
                 for addr in &ep.addresses {
-                    let gateway = network.ipam.iter().find(|s| s.subnet.contains(&addr.addr())).and_then(|s| s.gateway);
+                    let gateway = network
+                        .ipam
+                        .iter()
+                        .find(|s| s.subnet.contains(&addr.addr()))
+                        .and_then(|s| s.gateway);
                     if let Some(gw) = gateway {
                         sandbox.add_default_route(gw)?;
                     }
@@ -205,7 +232,10 @@ mod tests {
             dns_enabled: true,
             interface: None,
             mtu: None,
-            options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
             labels: BTreeMap::new(),
         }
     }
@@ -218,13 +248,24 @@ mod tests {
 
         let mut n2 = network(&[(OPT_BRIDGE_NAME, "mybr"), (OPT_MTU, "1400")]);
         Bridge.validate(&mut n2, &[]).unwrap();
-        assert_eq!((n2.interface.as_deref(), n2.mtu), (Some("mybr"), Some(1400)));
+        assert_eq!(
+            (n2.interface.as_deref(), n2.mtu),
+            (Some("mybr"), Some(1400))
+        );
 
         let mut dup = network(&[(OPT_BRIDGE_NAME, "mybr")]);
         let err = Bridge.validate(&mut dup, &[n2]).unwrap_err().to_string();
         assert!(err.contains("already used by network n"), "{err}");
-        for (k, v) in [(OPT_BRIDGE_NAME, "a-name-longer-than-15"), (OPT_MTU, "12"), (OPT_MTU, "x"), (OPT_MASQUERADE, "yes")] {
-            assert!(Bridge.validate(&mut network(&[(k, v)]), &[]).is_err(), "{k}={v}");
+        for (k, v) in [
+            (OPT_BRIDGE_NAME, "a-name-longer-than-15"),
+            (OPT_MTU, "12"),
+            (OPT_MTU, "x"),
+            (OPT_MASQUERADE, "yes"),
+        ] {
+            assert!(
+                Bridge.validate(&mut network(&[(k, v)]), &[]).is_err(),
+                "{k}={v}"
+            );
         }
     }
 }

@@ -20,11 +20,7 @@ pub mod host;
 pub mod null;
 
 /// The registered drivers, by name.
-static DRIVERS: &[&dyn Driver] = &[
-    &bridge::Bridge,
-    &host::Host,
-    &null::Null,
-];
+static DRIVERS: &[&dyn Driver] = &[&bridge::Bridge, &host::Host, &null::Null];
 
 /// The driver called `name`.
 pub fn find(name: &str) -> Option<&'static dyn Driver> {
@@ -75,10 +71,9 @@ pub struct EndpointContext<'a> {
 impl EndpointContext<'_> {
     /// The sandbox's pinned netns (every endpoint of a [`SandboxKind::Private`] driver has one).
     pub fn netns(&self) -> Result<&Path, DriverError> {
-        self.endpoint
-            .netns
-            .as_deref()
-            .ok_or_else(|| DriverError::Invalid(format!("endpoint {} has no sandbox", self.endpoint.id)))
+        self.endpoint.netns.as_deref().ok_or_else(|| {
+            DriverError::Invalid(format!("endpoint {} has no sandbox", self.endpoint.id))
+        })
     }
 }
 

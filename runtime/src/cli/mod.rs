@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 pub mod container;
 mod dns;
 pub mod image;
+pub mod netconnect;
+pub mod network;
 pub mod ps;
 
 /// Exit status for an error of rbox itself (as Docker's 125).
@@ -70,6 +72,11 @@ pub enum Command {
     InternalDns(dns::InternalDnsArgs),
     #[command(flatten)]
     Image(image::ImageCommand),
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: netconnect::NetworkGroup,
+    },
 }
 
 /// Runs the `rbox` command line and returns the process's exit status.
@@ -102,5 +109,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Containers(c) => container::dispatch(&global, c),
         Command::InternalDns(args) => dns::run(&global, args)?,
         Command::Image(c) => image::run(&global, c)?,
+        Command::Network { command } => netconnect::run(&global, command)?,
     })
 }
