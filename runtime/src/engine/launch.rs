@@ -229,9 +229,11 @@ pub fn teardown(engine: &Engine, id: &str) -> Vec<Error> {
     if let Err(e) = runtime::delete(engine, id) {
         errors.push(e);
     }
+    engine.timing("  oci delete");
     if let Err(e) = network::teardown(engine, id) {
         errors.push(e);
     }
+    engine.timing("  network down");
     match engine.images() {
         Ok(images) => {
             if let Err(e) = images.unmount_rootfs(id) {
@@ -240,6 +242,7 @@ pub fn teardown(engine: &Engine, id: &str) -> Vec<Error> {
         }
         Err(e) => errors.push(e),
     }
+    engine.timing("  unmount");
     let run_dir = engine.store.run_dir(id);
     for f in [ATTACH_SOCKET, "config.json"] {
         let _ = std::fs::remove_file(run_dir.join(f));
