@@ -701,7 +701,11 @@ fn inspect_cmd(engine: &Engine, args: InspectArgs) -> ExitCode {
         }
         let image = match args.kind.as_deref() {
             Some("container") => None,
-            _ => engine.images().ok().and_then(|s| s.inspect(t).ok()).and_then(|i| serde_json::to_value(i).ok()),
+            _ => engine
+                .images()
+                .ok()
+                .and_then(|s| s.inspect(t).ok())
+                .and_then(|i| serde_json::to_value(i).ok()),
         };
         match image {
             Some(v) => out.push(v),
@@ -792,7 +796,8 @@ fn exec_cmd(engine: &Engine, args: ExecArgs) -> ExitCode {
 pub fn dispatch(global: &GlobalOptions, cmd: ContainerCommand) -> ExitCode {
     // Commands that make container processes first put rbox's own binary out of the
     // containers' reach (CVE-2019-5736); this re-executes rbox once.
-    if let ContainerCommand::Verb(Verb::Run(_) | Verb::Start(_) | Verb::Restart(_) | Verb::Exec(_)) = &cmd
+    if let ContainerCommand::Verb(Verb::Run(_) | Verb::Start(_) | Verb::Restart(_) | Verb::Exec(_)) =
+        &cmd
         && let Err(e) = crate::oci::seal_current_exe()
     {
         return report(&Error::Runtime(e.to_string()));

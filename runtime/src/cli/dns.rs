@@ -66,7 +66,10 @@ pub fn run(global: &GlobalOptions, args: InternalDnsArgs) -> anyhow::Result<Exit
 }
 
 /// This binary, serving the same runroot and records.
-fn responder_command(global: &GlobalOptions, source: &SnapshotSource) -> anyhow::Result<ResponderCommand> {
+fn responder_command(
+    global: &GlobalOptions,
+    source: &SnapshotSource,
+) -> anyhow::Result<ResponderCommand> {
     let program = std::env::current_exe().context("cannot find the rbox binary")?;
     let args: Vec<OsString> = vec![
         "--root".into(),

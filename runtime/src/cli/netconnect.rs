@@ -43,7 +43,12 @@ pub struct DisconnectArgs {
 }
 
 fn engine(global: &GlobalOptions) -> Result<Engine, crate::engine::Error> {
-    Engine::open(global.root.clone(), global.runroot.clone(), global.cgroup_parent.clone(), global.debug)
+    Engine::open(
+        global.root.clone(),
+        global.runroot.clone(),
+        global.cgroup_parent.clone(),
+        global.debug,
+    )
 }
 
 pub fn run(global: &GlobalOptions, cmd: NetworkGroup) -> anyhow::Result<ExitCode> {
@@ -55,7 +60,11 @@ pub fn run(global: &GlobalOptions, cmd: NetworkGroup) -> anyhow::Result<ExitCode
             let req = NetworkRequest {
                 name: a.network,
                 aliases: a.aliases,
-                ip: a.ip.as_deref().map(|ip| options::parse_ip("--ip", ip)).transpose()?,
+                ip: a
+                    .ip
+                    .as_deref()
+                    .map(|ip| options::parse_ip("--ip", ip))
+                    .transpose()?,
                 mac: None,
             };
             engine_network::connect(&engine, &a.container, req)?;

@@ -196,11 +196,14 @@ pub fn remove(engine: &Engine, id: &str, force: bool) -> Result<()> {
 
 /// `wait`: blocks until the container stops; returns its exit code.
 pub fn wait(engine: &Engine, id: &str) -> Result<i32> {
-    if let Some(code) = super::client::wait_exit(engine, id) {
-        return Ok(code);
-    }
+    // The monitor tells the code (it knows it even with --rm) as soon as the container
+    // exits; returning only once its teardown is done keeps `inspect` after `wait` true.
+    let told = super::client::wait_exit(engine, id);
     wait_monitor(engine, id);
-    Ok(refresh(engine, id)?.state.exit_code)
+    match told {
+        Some(code) => Ok(code),
+        None => Ok(refresh(engine, id)?.state.exit_code),
+    }
 }
 
 /// `container prune`: removes every container that is not running; returns their ids.

@@ -19,14 +19,18 @@ pub fn lab(name: &str) -> Host {
 /// `rbox inspect NAME` as JSON (the first and only object).
 pub fn inspect(h: &Host, name: &str) -> Value {
     let out = h.rbox_ok(&["inspect", name]);
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("inspect {name}: {e}\n{out}"));
+    let v: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("inspect {name}: {e}\n{out}"));
     v[0].clone()
 }
 
 /// The container's address on `network`.
 pub fn ip_on(h: &Host, name: &str, network: &str) -> String {
     let v = inspect(h, name);
-    let ip = v["NetworkSettings"]["Networks"][network]["IPAddress"].as_str().unwrap_or_default().to_string();
+    let ip = v["NetworkSettings"]["Networks"][network]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!ip.is_empty(), "{name} has no address on {network}: {v:#}");
     ip
 }
@@ -72,7 +76,8 @@ pub fn snapshot(h: &Host) -> Snapshot {
         links: h.sh_ok("ip -o link show | awk -F': ' '{print $2}' | sort"),
         addresses: h.sh_ok("ip -o addr show | awk '{print $2, $4}' | sort"),
         routes: h.sh_ok("ip route show table all | grep -v '^local\\|^broadcast\\|^multicast\\|fe80\\|ff00' | sort"),
-        mounts: h.sh_ok("awk '{print $5}' /proc/self/mountinfo | sort"),
+        // /run/rbox/netns is made a mount point once, on first use (as /run/netns by ip).
+        mounts: h.sh_ok("awk '{print $5}' /proc/self/mountinfo | grep -vx /run/rbox/netns | sort"),
         nft: h.sh_ok("nft list ruleset 2>/dev/null | grep -v 'counter packets\\|^\\s*$' || true"),
         netns: h.sh_ok("ls /run/rbox/netns 2>/dev/null || true"),
         records: h.sh_ok("ls /var/lib/rbox/containers 2>/dev/null || true"),
