@@ -21,7 +21,7 @@ image=$root/build/test-image/busybox.tar
 [ -x "$rbox" ] && [ -f "$image" ] || { echo "bench: run 'just build test-image' first" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/rbox-bench.XXXXXX)
-podman_flags=(--root "$work"/podman-root --runroot "$work"/podman-run --storage-driver overlay --cgroup-manager cgroupfs)
+podman_flags=(--root "$work"/podman-root --runroot /run/podman-bench --storage-driver overlay --cgroup-manager cgroupfs)
 trap 'cleanup' EXIT
 cleanup() {
     "$rbox" rm -f $("$rbox" ps -aq 2>/dev/null) >/dev/null 2>&1 || true
@@ -40,12 +40,13 @@ printf 'nameserver 192.0.2.53\n' > "$work"/resolv.conf
 mount --bind "$work"/resolv.conf /etc/resolv.conf
 ip link set lo up
 
-export RBOX_ROOT=$work/rbox-root RBOX_RUNROOT=$work/rbox-run RBOX_CGROUP_PARENT=rbox-bench-$$
+export RBOX_ROOT=$work/rbox-root RBOX_RUNROOT=/run/rbox RBOX_CGROUP_PARENT=rbox-bench-$$
 "$rbox" load -i "$image" >/dev/null
 "$rbox" network create benchnet >/dev/null
 
 # podman: its own storage, state and containers.conf (ulimits within this machine's).
-printf '[containers]\ndefault_ulimits = ["nofile=1024:1024"]\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n' > "$work"/containers.conf
+nproc=$(ulimit -Hu)
+printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=%s:%s"]\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n' "$nproc" "$nproc" > "$work"/containers.conf
 export CONTAINERS_CONF=$work/containers.conf
 have_podman=
 if command -v podman >/dev/null; then

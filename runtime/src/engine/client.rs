@@ -16,7 +16,10 @@ use super::pump::handled_signals;
 use super::{Engine, ids, lifecycle, terminal};
 
 fn connect(engine: &Engine, id: &str) -> Option<UnixStream> {
-    UnixStream::connect(engine.store.run_dir(id).join(ATTACH_SOCKET)).ok()
+    super::fsutil::with_short_path(&engine.store.run_dir(id).join(ATTACH_SOCKET), |p| {
+        UnixStream::connect(p)
+    })
+    .ok()
 }
 
 /// Waits for the container's exit through its monitor; `None` if no monitor answers.

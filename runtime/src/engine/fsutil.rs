@@ -67,6 +67,26 @@ pub fn is_locked(path: &Path) -> bool {
     }
 }
 
+/// Calls `f` (a unix socket's bind or connect) with a path to `path` that fits a socket
+/// address (108 bytes): through `/proc/self/fd/N/` of its directory when it is longer.
+pub fn with_short_path<T>(
+    path: &Path,
+    f: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    const SUN_PATH_MAX: usize = 107;
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dir = File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    f(&short)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +103,18 @@ mod tests {
             1,
             "no temporary left"
         );
+    }
+
+    #[test]
+    fn sockets_on_long_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let sock = deep.join("attach.sock");
+        let listener = with_short_path(&sock, std::os::unix::net::UnixListener::bind).unwrap();
+        assert!(sock.exists());
+        with_short_path(&sock, std::os::unix::net::UnixStream::connect).unwrap();
+        drop(listener);
     }
 
     #[test]

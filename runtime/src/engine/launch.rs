@@ -171,7 +171,8 @@ fn start_steps(
 
     let sock = run_dir.join(ATTACH_SOCKET);
     let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).map_err(Error::io("cannot listen on", &sock))?;
+    let listener = super::fsutil::with_short_path(&sock, |p| UnixListener::bind(p))
+        .map_err(Error::io("cannot listen on", &sock))?;
     let log_path = logfile::path(&dir, id);
     let log = logfile::Writer::open(&log_path).map_err(Error::io("cannot open", &log_path))?;
 
