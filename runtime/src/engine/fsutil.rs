@@ -111,9 +111,10 @@ mod tests {
         let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
         std::fs::create_dir_all(&deep).unwrap();
         let sock = deep.join("attach.sock");
-        let listener = with_short_path(&sock, std::os::unix::net::UnixListener::bind).unwrap();
+        let listener =
+            with_short_path(&sock, |p| std::os::unix::net::UnixListener::bind(p)).unwrap();
         assert!(sock.exists());
-        with_short_path(&sock, std::os::unix::net::UnixStream::connect).unwrap();
+        with_short_path(&sock, |p| std::os::unix::net::UnixStream::connect(p)).unwrap();
         drop(listener);
     }
 
