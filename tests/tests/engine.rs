@@ -52,7 +52,8 @@ fn exit_codes_are_dockers() {
     assert!(err.contains("memory"), "{err}");
     // Failed runs, whatever the reason, leave nothing.
     assert_unchanged(&h, &before, "failed runs");
-    // A container killed by a signal reports 128 + the signal.
+    // A container killed by a signal reports 128 + the signal (tini passes it on:
+    // a PID 1 without a handler would ignore it).
     h.rbox_ok(&[
         "run",
         "-d",
