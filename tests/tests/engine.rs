@@ -57,6 +57,7 @@ fn exit_codes_are_dockers() {
     h.rbox_ok(&[
         "run",
         "-d",
+        "--init",
         "--name",
         "victim",
         "--network",
