@@ -10,9 +10,10 @@ build:
 test-image:
     scripts/make-test-image build/test-image
 
-# Build, make the test image, and run a container from it.
+# Build, make the test image, and run the seed session: a bridge network, a container
+# on it, a second one pinging the first (in a private namespace: the host is untouched).
 demo: build test-image
-    @echo "demo: to be written with the first runnable container"
+    scripts/demo
 
 # The whole suite: unit tests, native labs, then the labs that need a full kernel.
 test: build test-image
