@@ -11,6 +11,16 @@
 //! Dropping a `Host` kills every process of the lab (by PID: those in its namespaces,
 //! their descendants and those in its cgroups), removes its cgroups and its directory,
 //! even when the test failed.
+//!
+//! Labs that need what this machine's kernel lacks (VLANs, ipvlan, cgroup v2, systemd)
+//! start with [`require_kernel`] and live in `tests/tests/vm_*.rs`, which `just test-vm`
+//! runs in a VM with a full kernel; [`VlanSwitch`] builds switched VLAN topologies.
+
+mod kernel;
+mod switch;
+
+pub use kernel::{KernelFeature, in_vm, require_kernel};
+pub use switch::VlanSwitch;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -444,12 +454,15 @@ mod tests {
             a.set_resolv_conf("nameserver 10.9.0.2\n");
             assert!(a.sh_ok("cat /etc/resolv.conf").contains("10.9.0.2"));
             // A background process of the lab is found and killed on drop.
-            a.command("sleep").arg("1000").spawn().unwrap();
+            let mut sleeper = a.command("sleep").arg("1000").spawn().unwrap();
             dir = a.dir().to_path_buf();
             assert!(
                 a.sh_ok("ls -d /sys/fs/cgroup/*")
                     .contains("/sys/fs/cgroup/")
             );
+            drop(a);
+            let status = sleeper.wait().unwrap();
+            assert!(!status.success(), "the lab's process survived its lab");
         }
         assert!(!dir.exists(), "lab directory left behind");
     }

@@ -1,0 +1,120 @@
+//! Network drivers. A driver owns the kernel objects of its networks and endpoints; the
+//! core (IPAM, state, sandbox files, DNS hook) stays the same for all of them.
+//!
+//! Adding a driver: a file (or folder) here and one line in [`DRIVERS`].
+//!
+//! Like netavark's, a driver is a small trait fed by one context struct; teardown keeps
+//! going after an error and returns every failure. Like libnetwork's driverapi, networks
+//! and endpoints are separate steps (network setup/teardown, endpoint join/leave). Kernel
+//! access is offered by the context, not assumed: a driver that delegates to an external
+//! program (a CNI plugin) uses only the records and the sandbox's netns path.
+
+use std::path::Path;
+
+use crate::firewall::{Firewall, FirewallError};
+use crate::kernel::{Kernel, KernelError};
+use crate::model::{Endpoint, Network};
+
+pub mod bridge;
+pub mod host;
+pub mod null;
+
+/// The registered drivers, by name.
+static DRIVERS: &[&dyn Driver] = &[&bridge::Bridge, &host::Host, &null::Null];
+
+/// The driver called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Driver> {
+    DRIVERS.iter().copied().find(|d| d.name() == name)
+}
+
+/// Names of all drivers, for messages.
+pub fn names() -> Vec<&'static str> {
+    DRIVERS.iter().map(|d| d.name()).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// Bad input at network creation; nothing was made.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+}
+
+/// Which network namespace a driver's endpoints live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxKind {
+    /// The container's own namespace, pinned at `<runroot>/netns/<id>` (made by the core).
+    Private,
+    /// The host's namespace: no sandbox of its own.
+    Host,
+}
+
+/// What a driver is given for network-level work.
+pub struct NetworkContext<'a> {
+    pub network: &'a Network,
+    pub kernel: &'a Kernel,
+    pub firewall: &'a Firewall,
+}
+
+/// What a driver is given to create or remove one endpoint.
+pub struct EndpointContext<'a> {
+    pub network: &'a Network,
+    /// The endpoint record: addresses (from IPAM), MAC, interface names, sandbox path,
+    /// and whether it carries the default route.
+    pub endpoint: &'a Endpoint,
+    pub kernel: &'a Kernel,
+    /// On leave: the sandbox's namespace is removed right after (its container is gone),
+    /// and links inside it go with it; a driver may leave them to the kernel, which
+    /// destroys them without making the caller wait for it.
+    pub sandbox_closing: bool,
+}
+
+impl EndpointContext<'_> {
+    /// The sandbox's pinned netns (every endpoint of a [`SandboxKind::Private`] driver has one).
+    pub fn netns(&self) -> Result<&Path, DriverError> {
+        self.endpoint.netns.as_deref().ok_or_else(|| {
+            DriverError::Invalid(format!("endpoint {} has no sandbox", self.endpoint.id))
+        })
+    }
+}
+
+pub trait Driver: Send + Sync {
+    /// The name given to `network create -d`.
+    fn name(&self) -> &'static str;
+
+    /// Drivers of which only the predefined network exists (`host`, `null`).
+    fn single_instance(&self) -> bool {
+        false
+    }
+
+    fn sandbox_kind(&self) -> SandboxKind {
+        SandboxKind::Private
+    }
+
+    /// Whether the network has subnets and its endpoints get addresses from IPAM.
+    fn uses_ipam(&self) -> bool {
+        true
+    }
+
+    /// Checks and completes a new network's definition (driver options, link names)
+    /// against the `others` that exist. Makes no kernel change.
+    fn validate(&self, network: &mut Network, others: &[Network]) -> Result<(), DriverError>;
+
+    /// Makes the network's kernel objects exist: called (under the state lock) before
+    /// each join, so it must be idempotent and quick when everything is there. On error
+    /// it leaves nothing it made.
+    fn setup_network(&self, ctx: &NetworkContext) -> Result<(), DriverError>;
+
+    /// Removes the network's kernel objects; keeps going after a failure.
+    fn teardown_network(&self, ctx: &NetworkContext) -> Vec<DriverError>;
+
+    /// Creates the endpoint in its sandbox: link, MAC, MTU, addresses, default route.
+    /// On error it leaves nothing it made.
+    fn join(&self, ctx: &EndpointContext) -> Result<(), DriverError>;
+
+    /// Removes the endpoint's kernel objects; keeps going after a failure.
+    fn leave(&self, ctx: &EndpointContext) -> Vec<DriverError>;
+}
