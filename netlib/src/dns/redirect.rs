@@ -24,10 +24,10 @@ const DNS_PORT: u16 = 53;
 /// Replaces the table with one redirecting UDP and TCP to the given ports, atomically.
 pub fn install(udp_port: u16, tcp_port: u16) -> io::Result<()> {
     let mut batch = Batch::new(Family::Ipv4, TABLE);
-    // Add-then-delete empties a table left by an earlier responder, in the same
-    // transaction that rebuilds it: no moment without the redirect.
-    batch.add_table();
-    batch.delete_table();
+    // Flushing the chain in the transaction that refills it replaces the rules of an
+    // earlier responder with no moment without the redirect. (Deleting and re-adding
+    // the table would do too, but a table deletion makes the kernel wait for an RCU
+    // grace period: milliseconds on every join.)
     batch.add_table();
     batch.add_chain(&Chain {
         name: CHAIN.into(),
@@ -37,6 +37,7 @@ pub fn install(udp_port: u16, tcp_port: u16) -> io::Result<()> {
             priority: NAT_DST_PRIORITY,
         }),
     });
+    batch.flush_chain(CHAIN);
     for (proto, port) in [(libc::IPPROTO_UDP, udp_port), (libc::IPPROTO_TCP, tcp_port)] {
         batch.add_rule(&redirect_rule(proto as u8, port));
     }
