@@ -1121,7 +1121,7 @@ fn dns_reclaim_and_network_rm_drop_records() {
 
     // b's monitor died: the next command reclaims b, and its name is gone by then.
     let alive_id = a.clone();
-    assert_eq!(netlib.reclaim(|id| id == alive_id).unwrap(), [b.clone()]);
+    assert_eq!(netlib.reclaim(|id| id == alive_id).unwrap(), [b]);
     assert!(
         unresolved(&pa, &files_a, "b"),
         "reclaimed name still resolves"
@@ -1139,7 +1139,7 @@ fn dns_reclaim_and_network_rm_drop_records() {
     ));
 
     // The last one reclaimed: the responder exits.
-    assert_eq!(netlib.reclaim(|_| false).unwrap(), [a.clone()]);
+    assert_eq!(netlib.reclaim(|_| false).unwrap(), [a]);
     assert!(eventually(|| !alive(pid)), "responder still running");
     assert_no_sandbox_leftovers();
 }
