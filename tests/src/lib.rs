@@ -11,6 +11,16 @@
 //! Dropping a `Host` kills every process of the lab (by PID: those in its namespaces,
 //! their descendants and those in its cgroups), removes its cgroups and its directory,
 //! even when the test failed.
+//!
+//! Labs that need what this machine's kernel lacks (VLANs, ipvlan, cgroup v2, systemd)
+//! start with [`require_kernel`] and live in `tests/tests/vm_*.rs`, which `just test-vm`
+//! runs in a VM with a full kernel; [`VlanSwitch`] builds switched VLAN topologies.
+
+mod kernel;
+mod switch;
+
+pub use kernel::{KernelFeature, in_vm, require_kernel};
+pub use switch::VlanSwitch;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;

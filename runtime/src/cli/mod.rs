@@ -8,8 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod container;
 mod dns;
+pub mod image;
+pub mod netconnect;
 pub mod network;
+pub mod ps;
 
 /// Exit status for an error of rbox itself (as Docker's 125).
 pub const EXIT_RBOX_ERROR: u8 = 125;
@@ -68,19 +72,40 @@ impl GlobalOptions {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Manage networks.
-    Network {
-        #[command(subcommand)]
-        command: network::NetworkCommand,
-    },
+    #[command(flatten)]
+    Container(container::Verb),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Manage containers.
+    #[command(name = "container", subcommand)]
+    Containers(container::ContainerCommand),
     /// The embedded DNS responder's process (internal).
     #[command(name = "internal-dns", hide = true)]
     InternalDns(dns::InternalDnsArgs),
+    #[command(flatten)]
+    Image(image::ImageCommand),
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: netconnect::NetworkGroup,
+    },
 }
 
 /// Runs the `rbox` command line and returns the process's exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 125, as Docker's do (help and version are no errors).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_RBOX_ERROR),
+            };
+        }
+    };
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -92,8 +117,12 @@ pub fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { global, command } = cli;
-    match command {
-        Command::Network { command } => network::run(&global, command),
-        Command::InternalDns(args) => dns::run(&global, args),
-    }
+    Ok(match command {
+        Command::Container(v) => container::dispatch(&global, container::ContainerCommand::Verb(v)),
+        Command::Ps(a) => container::dispatch(&global, container::ContainerCommand::Ls(a)),
+        Command::Containers(c) => container::dispatch(&global, c),
+        Command::InternalDns(args) => dns::run(&global, args)?,
+        Command::Image(c) => image::run(&global, c)?,
+        Command::Network { command } => netconnect::run(&global, command)?,
+    })
 }

@@ -1,0 +1,232 @@
+//! Containers' root filesystems: overlayfs over an image's unpacked layers, with the
+//! container's own upper and work directories under `rootfs/<container>/`.
+//!
+//! Mount options are limited to one page (4096 bytes), which 100+ absolute layer
+//! paths would overflow. So the mount runs in a helper thread that unshares its
+//! filesystem context (`unshare(CLONE_FS)`: its working directory is its own, the
+//! process's is untouched), changes into the store, and names each layer by its
+//! short link (`l/<12 hex>`, 15 bytes a layer): about 250 layers fit, more than
+//! overlayfs stacks in practice. This works on every kernel with overlayfs, unlike
+//! `fsconfig(lowerdir+)`, which needs Linux 6.8.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use thiserror::Error;
+
+use crate::error::{IoContext, Result};
+use crate::fsutil;
+use crate::store::{Image, ImageStore};
+
+#[derive(Debug, Error)]
+pub enum RootfsError {
+    #[error("invalid container ID {0:?}: use letters, digits, '_', '-' and '.' (at most 128)")]
+    InvalidContainerId(String),
+    #[error("image {image} has {layers} layers: too many for one overlayfs mount")]
+    TooManyLayers { image: String, layers: usize },
+    #[error("layer {0} of the image is missing from the store: pull or load the image again")]
+    MissingLayer(String),
+    #[error("mounting the root filesystem of container {container}: {error}")]
+    Mount { container: String, error: io::Error },
+    #[error("unmounting the root filesystem of container {container}: {error}")]
+    Unmount { container: String, error: io::Error },
+}
+
+/// A container's mounted root filesystem.
+#[derive(Debug, Clone)]
+pub struct Rootfs {
+    /// The merged view: the container's `/`.
+    pub path: PathBuf,
+    /// Where the container's own changes land.
+    pub upper: PathBuf,
+    /// The image it was built from.
+    pub image: Image,
+}
+
+const IMAGE_FILE: &str = "image";
+
+fn check_container_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(RootfsError::InvalidContainerId(id.to_string()).into())
+    }
+}
+
+impl ImageStore {
+    fn rootfs_dir(&self, container: &str) -> PathBuf {
+        self.dir.join("rootfs").join(container)
+    }
+
+    /// Where `container`'s root filesystem is (or would be) mounted.
+    pub fn rootfs_path(&self, container: &str) -> PathBuf {
+        self.rootfs_dir(container).join("merged")
+    }
+
+    /// Mounts a root filesystem for `container` from `image` (a name or ID) and
+    /// records that the container holds the image (so `rmi` refuses to delete it).
+    /// Mounting again (e.g. after a reboot) keeps the container's earlier changes.
+    pub fn mount_rootfs(&self, image: &str, container: &str) -> Result<Rootfs> {
+        check_container_id(container)?;
+        let (image, newly_held) = self.index.update(|records| {
+            let id = records.find(image)?.id.hex().to_string();
+            let record = records.images.get_mut(&id).expect("found above");
+            let newly_held = record.containers.insert(container.to_string());
+            Ok((record.clone(), newly_held))
+        })?;
+        let dir = self.rootfs_dir(container);
+        let fresh = !dir.exists();
+        let result = self.mount_layers(&image.layers, &image.id.to_string(), container);
+        match result {
+            Ok(()) => Ok(Rootfs {
+                path: dir.join("merged"),
+                upper: dir.join("upper"),
+                image: self.image(&image)?,
+            }),
+            Err(err) => {
+                // Undo: the directories if this call made them, the hold if it added it.
+                if fresh {
+                    let _ = fsutil::remove_tree(&dir);
+                }
+                if newly_held {
+                    let _ = self.release(container);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn mount_layers(
+        &self,
+        layers: &[crate::digest::Digest],
+        image: &str,
+        container: &str,
+    ) -> Result<()> {
+        let dir = self.rootfs_dir(container);
+        for sub in ["upper", "work", "merged"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).at(&p)?;
+        }
+        let image_file = dir.join(IMAGE_FILE);
+        fsutil::write_atomic(&image_file, image.as_bytes()).at(&image_file)?;
+        let merged = dir.join("merged");
+        if is_mountpoint(&merged, &dir)? {
+            return Ok(());
+        }
+        let mut lower = Vec::with_capacity(layers.len().max(1));
+        for l in layers.iter().rev() {
+            let meta = self
+                .layers
+                .meta(l)
+                .ok_or_else(|| RootfsError::MissingLayer(l.to_string()))?;
+            lower.push(format!("l/{}", meta.link));
+        }
+        if lower.is_empty() {
+            // An image without layers: an empty lower directory.
+            let empty = self.dir.join("empty");
+            fs::create_dir_all(&empty).at(&empty)?;
+            lower.push("empty".into());
+        }
+        let rel = format!("rootfs/{container}");
+        let options = format!(
+            "lowerdir={},upperdir={rel}/upper,workdir={rel}/work",
+            lower.join(":")
+        );
+        if options.len() >= page_size() {
+            return Err(RootfsError::TooManyLayers {
+                image: image.to_string(),
+                layers: layers.len(),
+            }
+            .into());
+        }
+        mount_overlay_from(&self.dir, &options, &merged).map_err(|error| {
+            RootfsError::Mount {
+                container: container.to_string(),
+                error,
+            }
+            .into()
+        })
+    }
+
+    /// Unmounts `container`'s root filesystem; its directories and changes stay.
+    pub fn unmount_rootfs(&self, container: &str) -> Result<()> {
+        check_container_id(container)?;
+        let merged = self.rootfs_path(container);
+        let unmount_err = |e: nix::Error| RootfsError::Unmount {
+            container: container.to_string(),
+            error: io::Error::from(e),
+        };
+        match nix::mount::umount2(&merged, MntFlags::empty()) {
+            Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => Ok(()),
+            // Still busy (a process inside): detach; the kernel finishes when it is free.
+            Err(nix::Error::EBUSY) => nix::mount::umount2(&merged, MntFlags::MNT_DETACH)
+                .map_err(|e| unmount_err(e).into()),
+            Err(e) => Err(unmount_err(e).into()),
+        }
+    }
+
+    /// Unmounts and deletes `container`'s root filesystem (its upper layer with all
+    /// its changes) and releases its hold on the image.
+    pub fn remove_rootfs(&self, container: &str) -> Result<()> {
+        self.unmount_rootfs(container)?;
+        let dir = self.rootfs_dir(container);
+        fsutil::remove_tree(&dir).at(&dir)?;
+        self.release(container)
+    }
+
+    fn release(&self, container: &str) -> Result<()> {
+        self.index.update(|records| {
+            for r in records.images.values_mut() {
+                r.containers.remove(container);
+            }
+            Ok(())
+        })
+    }
+}
+
+fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as usize)
+}
+
+/// True when `path` is the root of a mount other than `parent`'s.
+fn is_mountpoint(path: &Path, parent: &Path) -> Result<bool> {
+    let a = fs::metadata(path).at(path)?;
+    let b = fs::metadata(parent).at(parent)?;
+    Ok(a.dev() != b.dev())
+}
+
+/// Mounts overlayfs at `target` with `options` whose paths are relative to `base`.
+fn mount_overlay_from(base: &Path, options: &str, target: &Path) -> io::Result<()> {
+    let base = base.to_path_buf();
+    let options = options.to_string();
+    let target = target.to_path_buf();
+    std::thread::spawn(move || -> io::Result<()> {
+        // This thread's working directory becomes its own, so the chdir below is
+        // invisible to the rest of the process.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?;
+        nix::unistd::chdir(&base)?;
+        nix::mount::mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| io::Error::other("the mount thread panicked"))?
+}

@@ -1,0 +1,131 @@
+//! Small file helpers every piece of state uses: atomic writes and file locks.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::error::{Error, Result};
+
+/// Writes `data` to `path` through a temporary file in the same directory and a rename,
+/// so readers see the old content or the new, never a part.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("cannot write", path)(e)
+    })
+}
+
+/// Takes an exclusive lock on `path` (a file or a directory), waiting for it.
+pub fn lock_exclusive(path: &Path) -> Result<Flock<File>> {
+    let file = File::open(path).map_err(Error::io("cannot open for locking", path))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io("cannot lock", path)(e.into()))
+}
+
+/// Opens (creating) a lock file and takes an exclusive lock on it, waiting for it.
+pub fn lock_file(path: &Path) -> Result<Flock<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io("cannot open lock file", path))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io("cannot lock", path)(e.into()))
+}
+
+/// True when some process holds a lock on `path`; false when none does or the file is
+/// missing (its owner never started or the machine rebooted).
+pub fn is_locked(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_) => false,
+        Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+    }
+}
+
+/// Calls `f` (a unix socket's bind or connect) with a path to `path` that fits a socket
+/// address (108 bytes): through `/proc/self/fd/N/` of its directory when it is longer.
+pub fn with_short_path<T>(
+    path: &Path,
+    f: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    const SUN_PATH_MAX: usize = 107;
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dir = File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    f(&short)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
+
+    #[test]
+    fn sockets_on_long_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let sock = deep.join("attach.sock");
+        let listener =
+            with_short_path(&sock, |p| std::os::unix::net::UnixListener::bind(p)).unwrap();
+        assert!(sock.exists());
+        with_short_path(&sock, |p| std::os::unix::net::UnixStream::connect(p)).unwrap();
+        drop(listener);
+    }
+
+    #[test]
+    fn lock_is_seen_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        assert!(!is_locked(&p));
+        let held = lock_file(&p).unwrap();
+        assert!(is_locked(&p));
+        drop(held);
+        assert!(!is_locked(&p));
+    }
+}

@@ -1,0 +1,343 @@
+//! `create`: validate, make the state directory and cgroup, clone the init, let it set
+//! up the container, and leave it waiting for `start`. Any failure undoes what was made.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxIdMapping, Spec};
+
+use super::{Console, Container, Runtime, Stdio, hook_state_json};
+use crate::oci::cgroups::{self, Cgroup, Layout};
+use crate::oci::channel::Msg;
+use crate::oci::config::{ConfigError, ContainerConfig, ns_proc_name, validate_id};
+use crate::oci::init::{self, InitArgs, InitStdio};
+use crate::oci::spawn::{self, FirstStage};
+use crate::oci::state::{Record, StateDir, Status, now_rfc3339, proc_stat};
+use crate::oci::{Error, Result, exe, hooks, seccomp, terminal};
+
+/// A namespace to join: its kind and an open descriptor of it.
+type Join = (CloneFlags, OwnedFd);
+
+/// How to create a container besides its spec.
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// The init's stdio when the config asks for no terminal.
+    pub stdio: Stdio,
+    /// Where the terminal's master goes when the config asks for one.
+    pub console: Option<Console>,
+    /// Pass the caller's descriptors 3 .. 3+N to the container's program.
+    pub preserve_fds: u32,
+    /// Enter the root with MS_MOVE + chroot instead of pivot_root (for ramdisk roots).
+    pub no_pivot: bool,
+}
+
+/// A created container, its init waiting for `start`.
+#[derive(Debug)]
+pub struct Created {
+    pub container: Container,
+    /// The terminal's master, with [`Console::Return`].
+    pub console: Option<OwnedFd>,
+}
+
+/// What a failed create must take down again.
+struct Undo<'a> {
+    dir: Option<&'a StateDir>,
+    cgroup: Option<&'a Cgroup>,
+    pid: Option<Pid>,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(cg) = self.cgroup {
+            let _ = cg.kill_all();
+            let _ = cg.destroy();
+        }
+        if let Some(dir) = self.dir {
+            let _ = dir.remove();
+        }
+    }
+}
+
+impl Runtime {
+    /// Creates container `id` from the bundle directory (its `config.json`).
+    pub fn create(&self, id: &str, bundle: &Path, opts: CreateOptions) -> Result<Created> {
+        let spec = crate::oci::config::load_spec(bundle)?;
+        self.create_from_spec(id, bundle, spec, opts)
+    }
+
+    /// Creates container `id` from a spec in memory; relative paths in it (root.path,
+    /// bind sources) are relative to `bundle`.
+    pub fn create_from_spec(
+        &self,
+        id: &str,
+        bundle: &Path,
+        spec: Spec,
+        opts: CreateOptions,
+    ) -> Result<Created> {
+        if !validate_id(id) {
+            return Err(Error::InvalidId(id.to_string()));
+        }
+        if !exe::is_sealed() {
+            return Err(Error::ExeNotSealed);
+        }
+        let bundle = std::path::absolute(bundle)
+            .map_err(|e| Error::io(format!("bundle {}", bundle.display()), e))?;
+        let cfg = ContainerConfig::new(spec, &bundle)?;
+        if !cfg.namespaces.new.contains(CloneFlags::CLONE_NEWNS) {
+            return Err(ConfigError::Invalid(
+                "linux.namespaces needs a new mount namespace (add {\"type\": \"mount\"})".into(),
+            )
+            .into());
+        }
+        match (cfg.process.terminal, &opts.console) {
+            (true, None) => {
+                return Err(ConfigError::Invalid(
+                    "process.terminal is true: give a console socket (--console-socket) for the terminal"
+                        .into(),
+                )
+                .into());
+            }
+            (false, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "a console socket was given but process.terminal is false".into(),
+                )
+                .into());
+            }
+            _ => {}
+        }
+        let seccomp = match cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(seccomp::compile(s)?),
+            None => None,
+        };
+        let cgroups_path = match (&cfg.cgroups_path, self.systemd_cgroup) {
+            (Some(p), true) => Some(cgroups::systemd_path(p)?),
+            (p, _) => p.clone(),
+        };
+        let cgroup = Layout::detect()?.cgroup_for(cgroups_path.as_deref(), id);
+        let joins = open_namespaces(&cfg)?;
+        let annotations: BTreeMap<String, String> = cfg
+            .spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+
+        let dir = StateDir::new(&self.root, id);
+        if !dir.create()? {
+            return Err(Error::AlreadyExists(id.to_string()));
+        }
+        let mut undo = Undo {
+            dir: Some(&dir),
+            cgroup: None,
+            pid: None,
+        };
+        let spec_json = serde_json::to_vec(&cfg.spec).expect("specs serialize");
+        crate::oci::state::write_atomic(&dir.config_path(), &spec_json)?;
+        dir.make_fifo()?;
+        let fifo = nix::fcntl::open(
+            &dir.fifo_path(),
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io("open the exec fifo", e))?;
+        undo.cgroup = Some(&cgroup);
+        cgroup.create(
+            cfg.spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref()),
+        )?;
+
+        let hooks = cfg.spec.hooks().clone().unwrap_or_default();
+        let runtime_hooks = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
+            || hooks
+                .create_runtime()
+                .as_ref()
+                .is_some_and(|h| !h.is_empty());
+        let cgroup_sources = cgroup.mount_sources();
+        let first_stage = cfg.user_ns()
+            || cfg
+                .namespaces
+                .join
+                .iter()
+                .any(|(f, _)| *f == CloneFlags::CLONE_NEWPID)
+            || cfg
+                .namespaces
+                .has(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+        let time_flag = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+        // The cgroup namespace is made by the init once it is in its cgroup; the time
+        // namespace by the first stage (clone(2) cannot make one).
+        let flags = cfg.namespaces.new - CloneFlags::CLONE_NEWCGROUP - time_flag;
+        let stdio = if cfg.process.terminal {
+            InitStdio::Terminal
+        } else {
+            let Stdio {
+                stdin,
+                stdout,
+                stderr,
+            } = opts.stdio;
+            InitStdio::Fds([stdin, stdout, stderr])
+        };
+        let (init_joins, stage_joins): (&[Join], &[Join]) = if first_stage {
+            (&[], &joins)
+        } else {
+            (&joins, &[])
+        };
+        let args = InitArgs {
+            id,
+            cfg: &cfg,
+            annotations: &annotations,
+            joins: init_joins,
+            stdio,
+            preserve_fds: opts.preserve_fds,
+            fifo: &fifo,
+            seccomp: seccomp.as_ref(),
+            cgroup_sources: &cgroup_sources,
+            no_pivot: opts.no_pivot,
+            runtime_hooks,
+        };
+        let first = first_stage.then(|| FirstStage {
+            before: Box::new(|| {
+                spawn::join_all(stage_joins)?;
+                if cfg.namespaces.new.contains(time_flag) {
+                    nix::sched::unshare(time_flag)
+                        .map_err(|e| format!("create the time namespace: {e}"))?;
+                    write_time_offsets(&cfg.time_offsets)?;
+                }
+                Ok(())
+            }),
+            after: Box::new(|pid| {
+                if cfg.namespaces.new.contains(CloneFlags::CLONE_NEWUSER) {
+                    write_id_map(pid, "gid_map", &cfg.gid_maps)?;
+                    write_id_map(pid, "uid_map", &cfg.uid_maps)?;
+                }
+                Ok(())
+            }),
+        });
+        let (pid, chan) = spawn::spawn(flags, first, |chan| init::run(args, chan))?;
+        undo.pid = Some(pid);
+
+        cgroup.add(pid.as_raw())?;
+        if let Some(adj) = cfg.process.oom_score_adj {
+            std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+                .map_err(|e| Error::io(format!("set oom_score_adj {adj}"), e))?;
+        }
+        chan.send(&Msg::Go)
+            .and_then(|_| chan.send(&Msg::Pid(pid.as_raw())))
+            .map_err(|e| Error::io("start the container's setup", e))?;
+
+        let mut record = Record {
+            id: id.to_string(),
+            pid: pid.as_raw(),
+            pid_start: 0,
+            bundle: bundle.clone(),
+            rootfs: cfg.rootfs.clone(),
+            created: now_rfc3339(),
+            annotations,
+            cgroup: cgroup.clone(),
+            terminal: cfg.process.terminal,
+        };
+        let mut console = None;
+        loop {
+            match spawn::expect(&chan, pid)? {
+                (Msg::RunHooks, _) => {
+                    let state = hook_state_json(&record, Status::Creating);
+                    for (kind, list) in [
+                        ("prestart", hooks.prestart()),
+                        ("createRuntime", hooks.create_runtime()),
+                    ] {
+                        hooks::run(kind, list.as_deref().unwrap_or(&[]), &state)?;
+                    }
+                    chan.send(&Msg::HooksDone)
+                        .map_err(|e| Error::io("resume the container's setup", e))?;
+                }
+                (Msg::Console, Some(master)) => match &opts.console {
+                    Some(Console::Socket(path)) => {
+                        terminal::send_to_console_socket(path, master.as_fd()).map_err(
+                            |source| Error::ConsoleSocket {
+                                path: path.clone(),
+                                source,
+                            },
+                        )?;
+                    }
+                    _ => console = Some(master),
+                },
+                (Msg::Ready, _) => break,
+                (other, _) => {
+                    return Err(Error::SetupDied(format!("unexpected message {other:?}")));
+                }
+            }
+        }
+        record.pid_start = proc_stat(pid.as_raw())
+            .map(|(_, start)| start)
+            .ok_or_else(|| Error::SetupDied("the init exited right after setup".into()))?;
+        dir.write_record(&record)?;
+        undo.dir = None;
+        undo.cgroup = None;
+        undo.pid = None;
+        Ok(Created {
+            container: Container {
+                dir: dir.clone(),
+                record,
+            },
+            console,
+        })
+    }
+}
+
+/// Opens the namespaces to join, so a wrong path fails before anything is created.
+fn open_namespaces(cfg: &ContainerConfig) -> Result<Vec<Join>> {
+    cfg.namespaces
+        .join
+        .iter()
+        .map(|(flag, path)| {
+            let fd = nix::fcntl::open(
+                path,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| {
+                Error::Config(ConfigError::Invalid(format!(
+                    "cannot join the {} namespace at {}: {e}",
+                    ns_proc_name(*flag),
+                    path.display()
+                )))
+            })?;
+            Ok((*flag, fd))
+        })
+        .collect()
+}
+
+fn write_id_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> std::result::Result<(), String> {
+    let text: String = maps
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect();
+    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+fn write_time_offsets(offsets: &[(String, i64, u32)]) -> std::result::Result<(), String> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let text: String = offsets
+        .iter()
+        .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+        .collect();
+    std::fs::write("/proc/self/timens_offsets", text)
+        .map_err(|e| format!("write the time namespace's offsets: {e}"))
+}
