@@ -8,14 +8,28 @@
 //!
 //! Every read-modify-write happens under the state lock; every step that creates
 //! something is undone if a later step fails, so a failed call leaves nothing behind.
+//!
+//! # The embedded DNS
+//!
+//! A call that changes what the DNS responder serves (an endpoint joins or leaves a
+//! network with `dns_enabled`, a sandbox is destroyed or reclaimed, a DNS network is
+//! removed) makes the responder serve the new state before it returns ([`dns::sync`]):
+//! it reloads a running responder, or starts one ([`Netlib::set_dns_responder`] says
+//! how). Lock order: the sync happens only after the state lock is released, because
+//! the responder's loader ([`dns::load`]) reads the state under that same lock, so that
+//! it never sees a change half made. A sync under the lock would deadlock: the
+//! responder would wait for the lock, and the lock's holder for the responder.
+//! A join whose sync fails is undone; a leave whose sync fails stays done (the state is
+//! right; the error says the responder is behind).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
 use crate::defaults::{self, PREDEFINED};
+use crate::dns::{self, DnsError, ResponderCommand};
 use crate::drivers::{self, Driver, DriverError, EndpointContext, NetworkContext, SandboxKind};
 use crate::files::{self, DnsMode};
 use crate::firewall::Firewall;
@@ -68,8 +82,8 @@ pub enum Error {
         "a container on the host network cannot be connected to other networks, nor the reverse"
     )]
     HostExclusive,
-    #[error("name service: {0}")]
-    NameService(String),
+    #[error(transparent)]
+    Dns(#[from] DnsError),
     #[error(transparent)]
     Ipam(#[from] IpamError),
     #[error(transparent)]
@@ -95,19 +109,6 @@ fn join_errors(errors: &[Error]) -> String {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Hook of the embedded DNS (issue #5). Called under the state lock for endpoints of
-/// networks with `dns_enabled`: `endpoint_joined` after the endpoint's record is in
-/// `<runroot>/netlib/endpoints/<network-id>.json` (an error undoes the join),
-/// `endpoint_left` before it is removed from there.
-pub trait NameService {
-    fn endpoint_joined(
-        &self,
-        network: &Network,
-        endpoint: &Endpoint,
-    ) -> std::result::Result<(), String>;
-    fn endpoint_left(&self, network: &Network, endpoint: &Endpoint);
-}
-
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkCreate {
@@ -127,28 +128,93 @@ pub struct NetworkCreate {
 
 pub struct Netlib {
     store: Store,
+    runroot: PathBuf,
     kernel: Kernel,
     firewall: Firewall,
-    names: Option<Box<dyn NameService>>,
+    responder: ResponderCommand,
 }
 
 impl Netlib {
     /// Opens netlib's state for the host whose state lives under `root` (persistent) and
-    /// `runroot` (volatile); the predefined networks are made if missing.
+    /// `runroot` (volatile); the predefined networks are made if missing. The DNS
+    /// responder, when needed, is this program run as
+    /// `PROGRAM --root ROOT --runroot RUNROOT internal-dns serve` (right when this
+    /// program is rbox; others call [`set_dns_responder`](Self::set_dns_responder)).
     pub fn open(root: &Path, runroot: &Path) -> Result<Netlib> {
+        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbox"));
         let netlib = Netlib {
             store: Store::open(root, runroot)?,
+            runroot: runroot.to_path_buf(),
             kernel: Kernel::new()?,
             firewall: Firewall,
-            names: None,
+            responder: ResponderCommand::rbox(program, root, runroot, std::iter::empty::<&str>()),
         };
         netlib.ensure_predefined()?;
         Ok(netlib)
     }
 
-    /// Installs the embedded DNS's hook.
-    pub fn set_name_service(&mut self, names: Box<dyn NameService>) {
-        self.names = Some(names);
+    /// How to start the DNS responder: a program that runs [`dns::serve`] with
+    /// [`dns::load`] for this state (rbox: `rbox [GLOBAL FLAGS] internal-dns serve`).
+    pub fn set_dns_responder(&mut self, command: ResponderCommand) {
+        self.responder = command;
+    }
+
+    /// Starts the DNS responder if it is not running while some sandbox needs it: what a
+    /// container monitor calls to bring back a responder that was killed. Cheap when it
+    /// runs (one lock probe, no process started).
+    pub fn ensure_dns(&self) -> Result<()> {
+        if dns::is_running(&self.runroot) {
+            return Ok(());
+        }
+        if dns::load(&self.store)?.dns_sandboxes().next().is_some() {
+            dns::ensure_running(&self.runroot, &self.responder)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the responder serve the committed state (never under the state lock, see
+    /// the module's notes). `joined`: a sandbox that must now be served.
+    fn sync_dns(&self, joined: Option<&str>) -> Result<()> {
+        let report = dns::sync(&self.runroot, &self.responder)?;
+        if let Some(unbound) = report
+            .unbound
+            .iter()
+            .find(|u| Some(u.id.as_str()) == joined)
+        {
+            return Err(DnsError::Unbound {
+                id: unbound.id.clone(),
+                error: unbound.error.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// After a teardown that changed what the DNS serves: the sync, its failure added
+    /// to the teardown's.
+    fn sync_dns_after<T>(&self, changed: bool, result: Result<T>) -> Result<T> {
+        if !changed {
+            return result;
+        }
+        let Err(sync) = self.sync_dns(None) else {
+            return result;
+        };
+        match result {
+            Ok(_) => Err(Error::Teardown(vec![sync])),
+            Err(Error::Teardown(mut errors)) => {
+                errors.push(sync);
+                Err(Error::Teardown(errors))
+            }
+            Err(other) => Err(Error::Teardown(vec![other, sync])),
+        }
+    }
+
+    /// After a DNS network is removed: a running responder drops it. Nothing it serves
+    /// depends on it (no endpoint was left on it), so a failure changes nothing.
+    fn forget_dns_network(&self) {
+        if dns::is_running(&self.runroot) {
+            let _ = self.sync_dns(None);
+        }
     }
 
     /// The state paths (for readers such as the DNS responder).
@@ -248,6 +314,10 @@ impl Netlib {
         let locked = self.store.lock()?;
         let network = find_network(&locked.networks()?, name_or_id)?;
         self.remove_network_locked(&locked, &network)?;
+        drop(locked);
+        if network.dns_enabled {
+            self.forget_dns_network();
+        }
         Ok(network)
     }
 
@@ -261,6 +331,10 @@ impl Netlib {
             }
             self.remove_network_locked(&locked, &network)?;
             removed.push(network);
+        }
+        drop(locked);
+        if removed.iter().any(|n| n.dns_enabled) {
+            self.forget_dns_network();
         }
         Ok(removed)
     }
@@ -340,14 +414,35 @@ impl Netlib {
     }
 
     /// Connects the container's sandbox to `network` (a new endpoint: lease, link,
-    /// addresses, routes, DNS records, files). Works on a running container too. On
-    /// error nothing of the endpoint is left.
+    /// addresses, routes, DNS records, files). Works on a running container too. On a
+    /// DNS-enabled network, the responder answers in the sandbox and serves the new
+    /// names when this returns. On error nothing of the endpoint is left.
     pub fn join(
         &self,
         container_id: &str,
         network: &str,
         config: EndpointConfig,
     ) -> Result<Endpoint> {
+        let (endpoint, network) = self.join_locked(container_id, network, config)?;
+        if network.dns_enabled
+            && let Err(e) = self.sync_dns(Some(container_id))
+        {
+            // Undone as a leave would: the names go, and a running responder drops them
+            // (none is started just for that).
+            let _ = self.leave_locked(container_id, &network.id);
+            self.forget_dns_network();
+            return Err(e);
+        }
+        Ok(endpoint)
+    }
+
+    /// [`join`](Self::join)'s state and kernel changes, under the state lock.
+    fn join_locked(
+        &self,
+        container_id: &str,
+        network: &str,
+        config: EndpointConfig,
+    ) -> Result<(Endpoint, Network)> {
         let mac = match &config.mac_address {
             Some(m) => Some(ipam::parse_mac(m).ok_or_else(|| {
                 Error::Invalid(format!(
@@ -498,25 +593,37 @@ impl Netlib {
                 let _ = locked_ref.save_endpoints(&nid, &eps);
             }
         });
-        if network.dns_enabled
-            && let Some(names) = &self.names
-        {
-            names
-                .endpoint_joined(&network, &endpoint)
-                .map_err(Error::NameService)?;
-            let (names, net, ep) = (names.as_ref(), network.clone(), endpoint.clone());
-            undo.push(move || names.endpoint_left(&net, &ep));
-        }
         self.write_files(&locked, &sandbox)?;
         undo.commit();
-        Ok(endpoint)
+        Ok((endpoint, network))
     }
 
     /// Disconnects the container from `network`; the endpoint, its lease, records and
-    /// link go. Works on a running container.
+    /// link go. Works on a running container. Its names stop resolving before this
+    /// returns.
     pub fn leave(&self, container_id: &str, network: &str) -> Result<()> {
-        let locked = self.store.lock()?;
-        let network = find_network(&locked.networks()?, network)?;
+        let (result, dns_changed) = self.leave_locked(container_id, network);
+        self.sync_dns_after(dns_changed, result)
+    }
+
+    /// [`leave`](Self::leave) under the state lock; also says whether the endpoint was
+    /// on a DNS-enabled network (then the responder must reload).
+    fn leave_locked(&self, container_id: &str, network: &str) -> (Result<()>, bool) {
+        let mut dns_changed = false;
+        let result = self.store.lock().map_err(Error::from).and_then(|locked| {
+            let network = find_network(&locked.networks()?, network)?;
+            self.leave_network(&locked, container_id, network, &mut dns_changed)
+        });
+        (result, dns_changed)
+    }
+
+    fn leave_network(
+        &self,
+        locked: &Locked,
+        container_id: &str,
+        network: Network,
+        dns_changed: &mut bool,
+    ) -> Result<()> {
         let mut sandbox = locked
             .sandbox(container_id)?
             .ok_or_else(|| Error::NoSandbox(container_id.to_string()))?;
@@ -531,17 +638,18 @@ impl Netlib {
             });
         };
         let endpoint = sandbox.endpoints.remove(pos);
-        let mut errors = self.teardown_endpoint(&locked, &endpoint, false);
+        *dns_changed = network.dns_enabled;
+        let mut errors = self.teardown_endpoint(locked, &endpoint, false);
         if sandbox.host_network && sandbox.endpoints.is_empty() {
             sandbox.host_network = false;
         }
         if endpoint.default_route
-            && let Err(e) = self.move_default_route(&locked, &mut sandbox)
+            && let Err(e) = self.move_default_route(locked, &mut sandbox)
         {
             errors.push(e);
         }
         locked.save_sandbox(&sandbox)?;
-        self.write_files(&locked, &sandbox)?;
+        self.write_files(locked, &sandbox)?;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -586,28 +694,47 @@ impl Netlib {
 
     /// Tears the container's network down: every endpoint (DNS records, link, lease),
     /// then the namespace and the record. Keeps going after a failure and reports them
-    /// all. A container without a sandbox is fine.
+    /// all. A container without a sandbox is fine. Its names stop resolving before
+    /// this returns.
     pub fn destroy_sandbox(&self, container_id: &str) -> Result<()> {
-        let locked = self.store.lock()?;
-        let errors = self.destroy_locked(&locked, container_id)?;
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Teardown(errors))
-        }
+        let mut dns_changed = false;
+        let result = self.store.lock().map_err(Error::from).and_then(|locked| {
+            let errors = self.destroy_locked(&locked, container_id, &mut dns_changed)?;
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Teardown(errors))
+            }
+        });
+        self.sync_dns_after(dns_changed, result)
     }
 
     /// Reclaims state whose owner died (a monitor killed with SIGKILL, a reboot): the
     /// sandboxes of containers for which `is_alive` says false (it must say true for
     /// containers being created), and leases, records and netns pins of containers
-    /// without a sandbox. Returns the ids of the containers reclaimed.
+    /// without a sandbox. Returns the ids of the containers reclaimed. Their names stop
+    /// resolving before this returns.
     pub fn reclaim(&self, is_alive: impl Fn(&str) -> bool) -> Result<Vec<String>> {
-        let locked = self.store.lock()?;
+        let mut dns_changed = false;
+        let result = self
+            .store
+            .lock()
+            .map_err(Error::from)
+            .and_then(|locked| self.reclaim_locked(&locked, is_alive, &mut dns_changed));
+        self.sync_dns_after(dns_changed, result)
+    }
+
+    fn reclaim_locked(
+        &self,
+        locked: &Locked,
+        is_alive: impl Fn(&str) -> bool,
+        dns_changed: &mut bool,
+    ) -> Result<Vec<String>> {
         let mut reclaimed = Vec::new();
         let mut errors = Vec::new();
         for sandbox in locked.sandboxes()? {
             if !is_alive(&sandbox.container_id) {
-                errors.extend(self.destroy_locked(&locked, &sandbox.container_id)?);
+                errors.extend(self.destroy_locked(locked, &sandbox.container_id, dns_changed)?);
                 reclaimed.push(sandbox.container_id);
             }
         }
@@ -630,6 +757,7 @@ impl Netlib {
             eps.endpoints.retain(|_, e| owned.contains(&e.container_id));
             if eps.endpoints.len() != before {
                 locked.save_endpoints(&network.id, &eps)?;
+                *dns_changed |= network.dns_enabled;
             }
         }
         if let Ok(dir) = std::fs::read_dir(locked.netns_dir()) {
@@ -650,10 +778,23 @@ impl Netlib {
         }
     }
 
-    fn destroy_locked(&self, locked: &Locked, container_id: &str) -> Result<Vec<Error>> {
+    /// Destroys a sandbox under the lock; sets `dns_changed` when one of its endpoints
+    /// was on a DNS-enabled network.
+    fn destroy_locked(
+        &self,
+        locked: &Locked,
+        container_id: &str,
+        dns_changed: &mut bool,
+    ) -> Result<Vec<Error>> {
         let Some(sandbox) = locked.sandbox(container_id)? else {
             return Ok(Vec::new());
         };
+        let networks = locked.networks()?;
+        *dns_changed |= sandbox.endpoints.iter().any(|e| {
+            networks
+                .iter()
+                .any(|n| n.id == e.network_id && n.dns_enabled)
+        });
         let mut errors = Vec::new();
         for endpoint in sandbox.endpoints.iter().rev() {
             errors.extend(self.teardown_endpoint(locked, endpoint, true));
@@ -667,7 +808,7 @@ impl Netlib {
         Ok(errors)
     }
 
-    /// Removes one endpoint: DNS hook, published record, kernel objects, lease.
+    /// Removes one endpoint: published record (what the DNS serves), kernel objects, lease.
     /// `sandbox_closing`: its namespace is being removed too.
     fn teardown_endpoint(
         &self,
@@ -683,12 +824,6 @@ impl Netlib {
                 None
             }
         };
-        if let Some(network) = &network
-            && network.dns_enabled
-            && let Some(names) = &self.names
-        {
-            names.endpoint_left(network, endpoint);
-        }
         let step = |errors: &mut Vec<Error>, r: std::result::Result<(), StoreError>| {
             if let Err(e) = r {
                 errors.push(e.into());

@@ -1,5 +1,7 @@
 //! The sandbox files the engine bind-mounts into a container: `/etc/hosts`,
-//! `/etc/hostname` and `/etc/resolv.conf`, following Docker's rules.
+//! `/etc/hostname` and `/etc/resolv.conf`, following Docker's rules. The one place that
+//! reads the host's resolv.conf: the embedded DNS takes its upstreams ([`upstreams`])
+//! and search list from here too, so it agrees with what containers are given.
 
 use std::net::IpAddr;
 
@@ -68,7 +70,8 @@ impl ResolvConf {
     }
 }
 
-/// The container's resolv.conf from the host's and the container's `--dns*` flags.
+/// The container's resolv.conf from the host's and the container's `--dns*` flags
+/// (`--dns-search .` means no search domain).
 pub fn resolv_conf(host: &ResolvConf, config: &SandboxConfig, mode: DnsMode) -> ResolvConf {
     let pick = |given: &Vec<String>, host: &Vec<String>| {
         if given.is_empty() {
@@ -77,7 +80,8 @@ pub fn resolv_conf(host: &ResolvConf, config: &SandboxConfig, mode: DnsMode) -> 
             given.clone()
         }
     };
-    let search = pick(&config.dns_search, &host.search);
+    let mut search = pick(&config.dns_search, &host.search);
+    search.retain(|d| d != ".");
     let mut options = pick(&config.dns_options, &host.options);
     let nameservers = match mode {
         // `--dns` servers become the embedded DNS's upstreams (they stay in the sandbox record).
@@ -90,12 +94,7 @@ pub fn resolv_conf(host: &ResolvConf, config: &SandboxConfig, mode: DnsMode) -> 
         _ if !config.dns.is_empty() => config.dns.clone(),
         DnsMode::HostNetwork => host.nameservers.clone(),
         DnsMode::Filtered => {
-            let reachable: Vec<IpAddr> = host
-                .nameservers
-                .iter()
-                .copied()
-                .filter(|a| !a.is_loopback())
-                .collect();
+            let reachable = reachable_from_sandbox(&host.nameservers);
             if reachable.is_empty() {
                 FALLBACK_NAMESERVERS
                     .iter()
@@ -111,6 +110,30 @@ pub fn resolv_conf(host: &ResolvConf, config: &SandboxConfig, mode: DnsMode) -> 
         search,
         options,
     }
+}
+
+/// Where the embedded DNS forwards a sandbox's other names (from inside the sandbox):
+/// its `--dns` servers, else the host's nameservers that a sandbox can reach. None left
+/// means SERVFAIL: the embedded DNS never falls back to public resolvers.
+pub fn upstreams(host: &ResolvConf, config: &SandboxConfig) -> Vec<IpAddr> {
+    if config.dns.is_empty() {
+        reachable_from_sandbox(&host.nameservers)
+    } else {
+        config.dns.clone()
+    }
+}
+
+/// Nameservers without those a sandbox's namespace cannot reach: loopback ones (the
+/// host's own stub) and IPv6 link-local ones (they need the host's interface).
+fn reachable_from_sandbox(nameservers: &[IpAddr]) -> Vec<IpAddr> {
+    nameservers
+        .iter()
+        .copied()
+        .filter(|a| match a {
+            IpAddr::V4(v4) => !v4.is_loopback(),
+            IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local(),
+        })
+        .collect()
 }
 
 /// Reads the host's resolv.conf; behind systemd-resolved's stub, the real upstreams.
@@ -196,7 +219,7 @@ mod tests {
     use super::*;
     use crate::model::new_id;
 
-    const HOST: &str = "# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch corp.example lab\noptions edns0 timeout:2\n";
+    const HOST: &str = "# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nnameserver fe80::1%eth0\nsearch corp.example lab\noptions edns0 timeout:2\n";
 
     fn config() -> SandboxConfig {
         SandboxConfig {
@@ -240,9 +263,27 @@ mod tests {
             resolv_conf(&host, &config(), DnsMode::HostNetwork)
                 .nameservers
                 .len(),
-            3,
+            4,
             "host networking keeps loopback resolvers"
         );
+        let mut none = config();
+        none.dns_search = vec![".".into()];
+        assert_eq!(
+            resolv_conf(&host, &none, DnsMode::Embedded).render(),
+            "nameserver 127.0.0.11\noptions edns0 timeout:2 ndots:0\n"
+        );
+    }
+
+    #[test]
+    fn the_embedded_dns_forwards_to_dns_flags_else_reachable_host_servers() {
+        let host = ResolvConf::parse(HOST);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(upstreams(&host, &config()), [ip("10.0.0.2")]);
+        let mut cfg = config();
+        cfg.dns = vec![ip("192.0.2.1"), ip("2001:db8::53")];
+        assert_eq!(upstreams(&host, &cfg), cfg.dns);
+        let stub_only = ResolvConf::parse("nameserver 127.0.0.53\n");
+        assert!(upstreams(&stub_only, &config()).is_empty());
     }
 
     #[test]

@@ -20,5 +20,5 @@ pub mod netns;
 pub mod nft;
 pub mod store;
 
-pub use api::{Error, NameService, Netlib, NetworkCreate, Result};
+pub use api::{Error, Netlib, NetworkCreate, Result};
 pub use model::{Endpoint, EndpointConfig, Network, Sandbox, SandboxConfig, Subnet};

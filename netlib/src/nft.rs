@@ -231,6 +231,11 @@ pub enum Expr {
         dreg: Option<u32>,
     },
     Verdict(Verdict),
+    /// Loads a constant into a data register (a NAT target, for instance).
+    Immediate {
+        dreg: u32,
+        data: Vec<u8>,
+    },
     Counter,
     Masquerade,
     /// NAT to the address (and port) held in registers.
@@ -969,6 +974,13 @@ fn encode_expr(e: &mut Attrs, expr: &Expr) {
                     // NFTA_IMMEDIATE_DATA
                     d.nested(NFTA_DATA_VERDICT, |vd| encode_verdict(vd, v));
                 });
+            }),
+        ),
+        Expr::Immediate { dreg, data } => (
+            "immediate",
+            Attrs::build(|a| {
+                a.u32(1, *dreg); // NFTA_IMMEDIATE_DREG
+                a.nested(2, |d| d.bytes(NFTA_DATA_VALUE, data)); // NFTA_IMMEDIATE_DATA
             }),
         ),
         Expr::Counter => ("counter", Attrs::default()),

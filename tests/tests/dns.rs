@@ -1,160 +1,165 @@
-//! The embedded DNS responder against real namespaces: sandboxes made with `ip netns` in a
-//! lab host, records given as a snapshot file to the built `rbox internal-dns`, queries
-//! sent from inside each sandbox to 127.0.0.11:53 (by this test, from a thread that joins
-//! the sandbox's namespace, and by busybox's nslookup).
-//!
-//! Container-level labs (`rbox run` two containers, `ping NAME`) join these once the
-//! engine and netlib's endpoints exist; until then the snapshot stands in for their state.
+//! The embedded DNS responder against real namespaces, with its state made through netlib
+//! as `rbox run` makes it: each test re-runs itself inside a lab host (as
+//! `network_lib.rs` does), creates networks and sandboxes with `Netlib` (which starts and
+//! reloads the built `rbox internal-dns` responder), and sends queries to 127.0.0.11:53
+//! from inside the sandboxes: from a thread that joins the sandbox's namespace, and with
+//! the test image's busybox `nslookup`.
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
-use rbox_tests::Host;
-use serde_json::{Value, json};
+use netlib::dns::ResponderCommand;
+use netlib::model::new_id;
+use netlib::{EndpointConfig, Netlib, NetworkCreate, SandboxConfig};
+use rbox_tests::{Host, bin, expect_ok, test_image_dir};
 
 const RESPONDER: &str = "127.0.0.11:53";
-const N1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-const N2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const INNER: &str = "RBOX_LAB_INNER";
+const ROOT: &str = "/var/lib/rbox";
+const RUNROOT: &str = "/run/rbox";
 
-/// A lab host with sandboxes, a snapshot file and a way to query from inside sandboxes.
-struct Lab {
-    host: Host,
-    snapshot: PathBuf,
-    /// Background commands, with the file where each wrote its PID.
-    background: Vec<(Child, PathBuf)>,
+// ---- running inside a lab host ----
+
+/// True when running inside the lab (the second run).
+fn inner() -> bool {
+    std::env::var_os(INNER).is_some()
 }
 
-impl Lab {
-    /// A host with the named sandboxes (namespaces with loopback up).
-    fn new(name: &str, sandboxes: &[&str]) -> Lab {
-        let host = Host::new(name);
-        for sb in sandboxes {
-            host.sh_ok(&format!("ip netns add {sb} && ip -n {sb} link set lo up"));
-        }
-        let snapshot = host.dir().join("snapshot.json");
-        Lab {
-            host,
-            snapshot,
-            background: Vec::new(),
-        }
-    }
+/// Re-runs test `name` of this binary inside `host`.
+fn run_inside(host: &Host, name: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let out = host
+        .command(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(INNER, "1")
+        .output()
+        .unwrap();
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = expect_ok(&format!("{name} inside lab {}", host.name()), out);
+    assert!(
+        stdout.contains("1 passed"),
+        "inner test did not run:\n{stdout}"
+    );
+}
 
-    /// The sandbox's namespace as this (outer) test process reaches it.
-    fn netns(&self, sb: &str) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root/run/netns/{sb}", self.host.pid()))
-    }
+/// Runs `rbox ARGS` in the lab.
+fn rbox(args: &[&str]) -> std::process::Output {
+    Command::new(bin("rbox")).args(args).output().unwrap()
+}
 
-    /// Writes the snapshot and makes the responder serve it; returns its report.
-    fn sync(&self, snapshot: &Value) -> Value {
-        fs::write(&self.snapshot, serde_json::to_vec(snapshot).unwrap()).unwrap();
-        let out = self.host.rbox_ok(&[
-            "internal-dns",
-            "sync",
-            "--snapshot",
-            self.snapshot.to_str().unwrap(),
-        ]);
-        serde_json::from_str(out.trim()).unwrap()
-    }
+fn sh(script: &str) -> String {
+    let out = Command::new("sh").args(["-c", script]).output().unwrap();
+    expect_ok(&format!("sh -c {script:?}"), out)
+}
 
-    /// PID of the running responder.
-    fn responder_pid(&self) -> u32 {
-        let path = format!("/proc/{}/root/run/rbox/dns/responder.pid", self.host.pid());
-        fs::read_to_string(path).unwrap().trim().parse().unwrap()
-    }
+// ---- state through netlib ----
 
-    /// Runs `f` on a thread inside the sandbox's network namespace.
-    fn in_sandbox<T: Send>(&self, sb: &str, f: impl FnOnce() -> T + Send) -> T {
-        let netns = fs::File::open(self.netns(sb)).unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns(2) on a namespace file we hold open; it changes only this
-                // thread's network namespace, and the thread ends with the scope.
-                let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
+/// Netlib for the lab host; its DNS responder is the built rbox.
+fn open() -> Netlib {
+    let mut netlib = Netlib::open(Path::new(ROOT), Path::new(RUNROOT)).unwrap();
+    netlib.set_dns_responder(ResponderCommand::rbox(
+        bin("rbox"),
+        Path::new(ROOT),
+        Path::new(RUNROOT),
+        std::iter::empty::<&str>(),
+    ));
+    netlib
+}
+
+fn network(netlib: &Netlib, name: &str, internal: bool) -> String {
+    netlib
+        .create_network(NetworkCreate {
+            name: name.into(),
+            internal,
+            ..Default::default()
         })
-    }
+        .unwrap()
+        .id
+}
 
-    /// One UDP query from inside the sandbox.
-    fn query(&self, sb: &str, name: &str, rtype: RecordType) -> std::io::Result<Message> {
-        let packet = query_packet(name, rtype);
-        self.in_sandbox(sb, || udp_exchange(&packet, Duration::from_secs(4)))
-    }
+/// A new container's sandbox with `hostname`, `--dns` servers and the search domain
+/// `corp.example`; returns its id.
+fn sandbox(netlib: &Netlib, hostname: &str, dns: &[&str]) -> String {
+    let id = new_id();
+    let config = SandboxConfig {
+        hostname: hostname.into(),
+        dns: dns.iter().map(|a| a.parse().unwrap()).collect(),
+        dns_search: vec!["corp.example".into()],
+        files_dir: PathBuf::from(format!("/run/lab-files/{id}")),
+        ..Default::default()
+    };
+    netlib.create_sandbox(&id, config).unwrap();
+    id
+}
 
-    fn query_ok(&self, sb: &str, name: &str, rtype: RecordType) -> Message {
-        self.query(sb, name, rtype)
-            .unwrap_or_else(|e| panic!("query {name} from {sb}: {e}"))
-    }
-
-    /// The IPv4 addresses answered for `name` in `sb` (empty unless NOERROR).
-    fn a(&self, sb: &str, name: &str) -> Vec<Ipv4Addr> {
-        addresses(&self.query_ok(sb, name, RecordType::A))
-    }
-
-    /// `nslookup NAME` of the test image's busybox, chrooted into the image with a
-    /// resolv.conf as a container on a user-defined network gets; returns its output.
-    fn container_nslookup(&self, sb: &str, name: &str) -> String {
-        let rootfs = rbox_tests::test_image_dir().join("rootfs");
-        // `ip netns exec` gives a mount namespace of its own: the tmpfs over the image's
-        // /etc is seen by this command only.
-        let out = self.host.sh(&format!(
-            "ip netns exec {sb} sh -c 'set -e; etc=$(mktemp -d); cp -a {root}/etc/. $etc
-             mount -t tmpfs tmpfs {root}/etc; cp -a $etc/. {root}/etc; rm -r $etc
-             printf \"nameserver 127.0.0.11\\nsearch corp.example\\noptions ndots:0\\n\" \
-                 > {root}/etc/resolv.conf
-             chroot {root} /bin/nslookup {name}'",
-            root = rootfs.display()
-        ));
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-
-    /// Starts `exec COMMAND` in the background in the host, killed when the lab ends.
-    /// `ip netns exec` gives it its own mount namespace, out of the host's reach: its PID
-    /// (the shell's, kept through the execs) is recorded to kill it by.
-    fn spawn(&mut self, command: &str) {
-        let pidfile = self
-            .host
-            .dir()
-            .join(format!("background-{}.pid", self.background.len()));
-        let script = format!("echo $$ > {}; exec {command}", pidfile.display());
-        let child = self
-            .host
-            .command("sh")
-            .args(["-c", &script])
-            .spawn()
-            .unwrap();
-        self.background.push((child, pidfile));
+/// Joins `id` to `network` as `name` with `aliases`; returns its address there.
+fn join(netlib: &Netlib, id: &str, network: &str, name: &str, aliases: &[&str]) -> Ipv4Addr {
+    let config = EndpointConfig {
+        container_name: name.into(),
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    };
+    match netlib
+        .join(id, network, config)
+        .unwrap()
+        .ipv4()
+        .unwrap()
+        .addr()
+    {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => unreachable!("an IPv4 network"),
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for (child, pidfile) in &mut self.background {
-            let pid = fs::read_to_string(&*pidfile)
-                .ok()
-                .and_then(|p| p.trim().parse().ok());
-            if let Some(pid) = pid {
-                // SAFETY: kill(2) of the PID our own background command recorded.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A sandbox joined to one network as `name`: (id, address).
+fn container(netlib: &Netlib, network: &str, name: &str, aliases: &[&str]) -> (String, Ipv4Addr) {
+    let id = sandbox(netlib, name, &[]);
+    let addr = join(netlib, &id, network, name, aliases);
+    (id, addr)
+}
+
+fn pin(id: &str) -> PathBuf {
+    Path::new(RUNROOT).join("netns").join(id)
+}
+
+// ---- queries from inside sandboxes ----
+
+/// Runs `f` on a thread inside the sandbox's network namespace.
+fn in_sandbox<T: Send>(id: &str, f: impl FnOnce() -> T + Send) -> T {
+    let netns = fs::File::open(pin(id)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns(2) on a namespace file we hold open; it changes only this
+            // thread's network namespace, and the thread ends with the scope.
+            let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// One UDP query from inside the sandbox.
+fn query(id: &str, name: &str, rtype: RecordType) -> std::io::Result<Message> {
+    let packet = query_packet(name, rtype);
+    in_sandbox(id, || udp_exchange(&packet, Duration::from_secs(4)))
+}
+
+fn query_ok(id: &str, name: &str, rtype: RecordType) -> Message {
+    query(id, name, rtype).unwrap_or_else(|e| panic!("query {name}: {e}"))
+}
+
+/// The IPv4 addresses answered for `name` in sandbox `id` (empty unless NOERROR).
+fn a(id: &str, name: &str) -> Vec<Ipv4Addr> {
+    addresses(&query_ok(id, name, RecordType::A))
 }
 
 fn query_packet(name: &str, rtype: RecordType) -> Vec<u8> {
@@ -213,280 +218,38 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn sandbox(id: &str, networks: &[&str], upstreams: &[&str]) -> Value {
-    json!({
-        "id": id,
-        "netns_path": format!("/run/netns/{id}"),
-        "networks": networks,
-        "upstreams": upstreams,
-        "search": ["corp.example"],
-    })
-}
-
-fn endpoint(names: &[&str], ipv4: &str) -> Value {
-    json!({ "names": names, "ipv4": ipv4, "ipv6": null })
-}
-
-fn network(id: &str, name: &str, endpoints: Vec<Value>) -> Value {
-    json!({ "id": id, "name": name, "dns_enabled": true, "endpoints": endpoints })
-}
-
-/// front (N1): web, web2 (alias www); back (N2): db, cache (alias www); the default
-/// bridge without DNS. sb1 on front, sb2 on both, sb3 on back.
-fn two_networks() -> Value {
-    json!({
-        "sandboxes": [
-            sandbox("sb1", &[N1, "0000"], &[]),
-            sandbox("sb2", &[N1, N2], &[]),
-            sandbox("sb3", &[N2], &[]),
-        ],
-        "networks": [
-            network(N1, "front", vec![
-                endpoint(&["web"], "172.18.0.2"),
-                endpoint(&["web2", "www", "web2-host"], "172.18.0.3"),
-            ]),
-            network(N2, "back", vec![
-                endpoint(&["db"], "172.19.0.2"),
-                endpoint(&["cache", "www"], "172.19.0.3"),
-            ]),
-            { "id": "0000", "name": "bridge", "dns_enabled": false,
-              "endpoints": [endpoint(&["legacy"], "172.17.0.2")] },
-        ],
-    })
-}
-
-#[test]
-fn names_resolve_only_in_sandboxes_of_their_networks() {
-    let lab = Lab::new("dns-names", &["sb1", "sb2", "sb3"]);
-    let report = lab.sync(&two_networks());
-    assert_eq!(report["served"], 3, "{report}");
-
-    // Names, aliases, hostnames; any case, trailing dot or not, NAME.NETWORK, search domain.
-    assert_eq!(lab.a("sb1", "web."), [ip("172.18.0.2")]);
-    assert_eq!(lab.a("sb1", "WEB2-HOST"), [ip("172.18.0.3")]);
-    assert_eq!(lab.a("sb1", "web.front"), [ip("172.18.0.2")]);
-    assert_eq!(lab.a("sb1", "web.corp.example"), [ip("172.18.0.2")]);
-
-    // Isolation: names of other networks are not answered (no upstream here: SERVFAIL).
-    let msg = lab.query_ok("sb1", "db", RecordType::A);
-    assert_eq!(msg.response_code, ResponseCode::ServFail);
-    assert!(addresses(&msg).is_empty());
-    assert_eq!(
-        lab.query_ok("sb3", "web", RecordType::A).response_code,
-        ResponseCode::ServFail
+/// `nslookup NAME` of the test image's busybox, run as the sandbox's container would
+/// run it: chrooted into the image, with the resolv.conf netlib wrote for it.
+fn container_nslookup(id: &str, name: &str) -> String {
+    let root = test_image_dir().join("rootfs");
+    let script = format!(
+        "set -e; etc=$(mktemp -d); cp -a {root}/etc/. $etc
+         mount -t tmpfs tmpfs {root}/etc; cp -a $etc/. {root}/etc; rm -r $etc
+         cp /run/lab-files/{id}/resolv.conf {root}/etc/
+         chroot {root} /bin/nslookup {name}",
+        root = root.display()
     );
-    // The default bridge network has no names.
-    assert_eq!(
-        lab.query_ok("sb1", "legacy", RecordType::A).response_code,
-        ResponseCode::ServFail
-    );
-    // A sandbox on both networks resolves both, and a shared alias from both.
-    assert_eq!(lab.a("sb2", "web"), [ip("172.18.0.2")]);
-    assert_eq!(lab.a("sb2", "db"), [ip("172.19.0.2")]);
-    let mut www = lab.a("sb2", "www");
-    www.sort();
-    assert_eq!(www, [ip("172.18.0.3"), ip("172.19.0.3")]);
-    assert_eq!(lab.a("sb1", "www"), [ip("172.18.0.3")]);
-    assert_eq!(lab.a("sb3", "www"), [ip("172.19.0.3")]);
-
-    // Our name without such a record: NODATA, not upstream's answer.
-    let msg = lab.query_ok("sb1", "web", RecordType::AAAA);
-    assert_eq!(msg.response_code, ResponseCode::NoError);
-    assert!(msg.answers.is_empty());
-
-    // PTR, and TCP.
-    let ptr = lab.query_ok("sb1", "3.0.18.172.in-addr.arpa.", RecordType::PTR);
-    assert_eq!(ptr.answers.len(), 1);
-    assert_eq!(ptr.answers[0].data.to_string(), "web2.front.");
-    let over_tcp = lab.in_sandbox("sb2", || {
-        tcp_exchange(&query_packet("cache.", RecordType::A))
-    });
-    assert_eq!(addresses(&over_tcp.unwrap()), [ip("172.19.0.3")]);
-
-    // A real client: the test image's busybox nslookup, run as a container would run it
-    // (its root, its resolv.conf naming only the responder).
-    let out = lab.container_nslookup("sb1", "web2");
-    assert!(out.contains("172.18.0.3"), "{out}");
-    let out = lab.container_nslookup("sb3", "web2");
-    assert!(out.contains("SERVFAIL"), "{out}");
-    assert!(
-        !out.contains("172.18.0.3"),
-        "sb3 resolved front's names:\n{out}"
-    );
-
-    // 127.0.0.11:53 goes to the responder through a tiny table of the sandbox's own.
-    let rules = lab.host.sh_ok("ip netns exec sb1 nft list ruleset");
-    assert!(rules.contains("table ip rbox_dns"), "{rules}");
-    assert!(
-        rules.contains("udp dport 53 dnat to 127.0.0.11:"),
-        "{rules}"
-    );
-    assert!(
-        rules.contains("tcp dport 53 dnat to 127.0.0.11:"),
-        "{rules}"
-    );
-    // The host's own namespace is left alone.
-    assert_eq!(lab.host.sh_ok("nft list ruleset").trim(), "");
-}
-
-#[test]
-fn shared_names_rotate_round_robin() {
-    let lab = Lab::new("dns-rr", &["sb1"]);
-    let endpoints = (2..5)
-        .map(|i| endpoint(&[&format!("c{i}"), "svc"], &format!("172.18.0.{i}")))
-        .collect();
-    lab.sync(&json!({
-        "sandboxes": [sandbox("sb1", &[N1], &[])],
-        "networks": [network(N1, "front", endpoints)],
-    }));
-    let mut firsts = Vec::new();
-    for _ in 0..6 {
-        let got = lab.a("sb1", "svc");
-        let mut sorted = got.clone();
-        sorted.sort();
-        assert_eq!(
-            sorted,
-            [ip("172.18.0.2"), ip("172.18.0.3"), ip("172.18.0.4")]
-        );
-        firsts.push(got[0]);
-    }
-    assert_eq!(
-        firsts[0..3],
-        firsts[3..6],
-        "rotation has period 3: {firsts:?}"
-    );
-    let mut distinct = firsts[0..3].to_vec();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), 3, "each address leads in turn: {firsts:?}");
-}
-
-#[test]
-fn records_change_before_sync_returns_and_no_query_is_lost() {
-    let lab = Lab::new("dns-reload", &["sb1", "sb2"]);
-    let with = |names: &[&str]| {
-        let endpoints: Vec<Value> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| endpoint(&[n], &format!("172.18.0.{}", i + 2)))
-            .collect();
-        json!({
-            "sandboxes": [sandbox("sb1", &[N1], &[])],
-            "networks": [network(N1, "front", endpoints)],
-        })
-    };
-    lab.sync(&with(&["web"]));
-
-    // A client asks for `web` without pause while the records change under it.
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (answered, lost) = std::thread::scope(|s| {
-        let asker = s.spawn(|| {
-            lab.in_sandbox("sb1", || {
-                let (mut answered, mut lost) = (0, 0);
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let packet = query_packet("web.", RecordType::A);
-                    match udp_exchange(&packet, Duration::from_secs(3)) {
-                        Ok(msg) => {
-                            assert_eq!(addresses(&msg), [ip("172.18.0.2")]);
-                            answered += 1;
-                        }
-                        Err(_) => lost += 1,
-                    }
-                }
-                (answered, lost)
-            })
-        });
-        for i in 0..15 {
-            let name = format!("new{i}");
-            let started = Instant::now();
-            lab.sync(&with(&["web", &name]));
-            let took = started.elapsed();
-            // Served before sync returned: no retry, no sleep.
-            assert_eq!(lab.a("sb1", &name), [ip("172.18.0.3")], "after {took:?}");
-            lab.sync(&with(&["web"]));
-            let msg = lab.query_ok("sb1", &name, RecordType::A);
-            assert!(addresses(&msg).is_empty(), "{name} still resolves");
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        asker.join().unwrap()
-    });
-    assert!(answered > 0);
-    assert_eq!(
-        lost,
-        0,
-        "{lost} of {} queries lost during reloads",
-        answered + lost
-    );
-
-    // A new sandbox is served, and a sandbox that leaves loses its redirect but not its
-    // namespace's other rules.
-    let mut both = with(&["web"]);
-    both["sandboxes"]
-        .as_array_mut()
-        .unwrap()
-        .push(sandbox("sb2", &[N1], &[]));
-    lab.sync(&both);
-    assert_eq!(lab.a("sb2", "web"), [ip("172.18.0.2")]);
-    lab.host.sh_ok("ip netns exec sb2 nft add table ip theirs");
-    lab.sync(&with(&["web"]));
-    let rules = lab.host.sh_ok("ip netns exec sb2 nft list tables");
-    assert_eq!(rules.trim(), "table ip theirs");
-    assert!(lab.query("sb2", "web.", RecordType::A).is_err());
-}
-
-#[test]
-fn the_responder_exits_when_idle_and_comes_back_when_killed() {
-    let lab = Lab::new("dns-life", &["sb1"]);
-    let snap = json!({
-        "sandboxes": [sandbox("sb1", &[N1], &[])],
-        "networks": [network(N1, "front", vec![endpoint(&["web"], "172.18.0.2")])],
-    });
-    lab.sync(&snap);
-    let first = lab.responder_pid();
-    let rss = fs::read_to_string(format!("/proc/{first}/status")).unwrap();
-    let rss_kib: u64 = rss
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", pin(id).display()))
+        .args(["unshare", "--mount", "sh", "-c", &script])
+        .output()
         .unwrap();
-    assert!(rss_kib < 10 * 1024, "responder RSS {rss_kib} KiB");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
-    // Killed: queries fail at once (nothing listens behind the redirect)...
-    lab.host.sh_ok(&format!("kill -9 {first}"));
-    assert!(dies(first));
-    assert!(lab.query("sb1", "web.", RecordType::A).is_err());
-    // ... and the next sync brings it back, serving every sandbox from the state.
-    let report = lab.sync(&snap);
-    assert_eq!(report["served"], 1, "{report}");
-    let second = lab.responder_pid();
-    assert_ne!(second, first);
-    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
+// ---- the responder process ----
 
-    // A monitor's `ensure` is a no-op while it runs, and brings it back when it does not.
-    let ensure = [
-        "internal-dns",
-        "ensure",
-        "--snapshot",
-        lab.snapshot.to_str().unwrap(),
-    ];
-    lab.host.rbox_ok(&ensure);
-    assert_eq!(lab.responder_pid(), second);
-    lab.host.sh_ok(&format!("kill -9 {second}"));
-    assert!(dies(second));
-    lab.host.rbox_ok(&ensure);
-    assert_ne!(lab.responder_pid(), second);
-    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
-
-    // Nothing left to serve: it says so and exits.
-    let pid = lab.responder_pid();
-    let report = lab.sync(&json!({ "sandboxes": [], "networks": [] }));
-    assert_eq!(report["exiting"], true, "{report}");
-    assert!(lab.responder_gone(), "responder files left when idle");
-    assert!(dies(pid), "responder still running when idle");
-    // A sync with nothing to serve starts nothing that stays.
-    let report = lab.sync(&json!({ "sandboxes": [], "networks": [] }));
-    assert_eq!(report["exiting"], true);
-    assert!(lab.responder_gone());
+/// PID of the running responder.
+fn responder_pid() -> u32 {
+    fs::read_to_string(format!("{RUNROOT}/dns/responder.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Waits until process `pid` has exited (gone, or a zombie not yet reaped).
@@ -508,102 +271,382 @@ fn dies(pid: u32) -> bool {
     false
 }
 
-impl Lab {
-    /// Waits until no responder runs: its pid file and control socket are gone.
-    fn responder_gone(&self) -> bool {
-        self.host.wait_for(
-            "! test -e /run/rbox/dns/responder.pid && ! test -e /run/rbox/dns/control.sock",
-            Duration::from_secs(5),
-        )
+/// Waits until no responder runs: its pid file and control socket are gone.
+fn responder_gone() -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let dir = Path::new(RUNROOT).join("dns");
+    while dir.join("responder.pid").exists() || dir.join("control.sock").exists() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A process of the lab, killed when dropped.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
-/// Builds: sb1 (10.88.0.11) and sbint (no route out) on the host's bridge br0; the host
-/// routes to `up` (10.99.0.53), which runs dnsmasq answering example.test.
-fn forwarding_lab(name: &str) -> Lab {
-    let mut lab = Lab::new(name, &["sb1", "sbint"]);
-    lab.host.sh_ok(
-        "set -e
-         sysctl -qw net.ipv4.ip_forward=1
-         ip link add br0 type bridge && ip addr add 10.88.0.1/24 dev br0 && ip link set br0 up
-         ip link add v-sb1 type veth peer name eth0 netns sb1
-         ip link set v-sb1 master br0 up
-         ip -n sb1 addr add 10.88.0.11/24 dev eth0 && ip -n sb1 link set eth0 up
-         ip -n sb1 route add default via 10.88.0.1
-         ip netns add up && ip -n up link set lo up
-         ip link add v-up type veth peer name eth0 netns up
-         ip addr add 10.99.0.1/24 dev v-up && ip link set v-up up
-         ip -n up addr add 10.99.0.53/24 dev eth0 && ip -n up link set eth0 up
-         ip -n up route add default via 10.99.0.1",
+// ---- the tests ----
+
+#[test]
+fn names_resolve_only_in_sandboxes_of_their_networks() {
+    if !inner() {
+        return run_inside(
+            &Host::new("dns-names"),
+            "names_resolve_only_in_sandboxes_of_their_networks",
+        );
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    network(&netlib, "back", false);
+    // front: web, web2 (alias www, hostname web2-host); back: db, cache (alias www);
+    // both: on the two; legacy: on the default bridge.
+    let (web, web_addr) = container(&netlib, "front", "web", &[]);
+    let web2 = sandbox(&netlib, "web2-host", &[]);
+    let web2_addr = join(&netlib, &web2, "front", "web2", &["www"]);
+    let (db, db_addr) = container(&netlib, "back", "db", &[]);
+    let (_, cache_addr) = container(&netlib, "back", "cache", &["www"]);
+    let both = sandbox(&netlib, "both", &[]);
+    join(&netlib, &both, "front", "both", &[]);
+    join(&netlib, &both, "back", "both", &[]);
+    container(&netlib, "bridge", "legacy", &[]);
+
+    // Names, aliases, hostnames; any case, trailing dot or not, NAME.NETWORK, search domain.
+    assert_eq!(a(&web, "web."), [web_addr]);
+    assert_eq!(a(&web, "WEB2-HOST"), [web2_addr]);
+    assert_eq!(a(&web, "web.front"), [web_addr]);
+    assert_eq!(a(&web, "web.corp.example"), [web_addr]);
+
+    // Isolation: names of other networks are not answered (no upstream here: SERVFAIL).
+    let msg = query_ok(&web, "db", RecordType::A);
+    assert_eq!(msg.response_code, ResponseCode::ServFail);
+    assert!(addresses(&msg).is_empty());
+    assert_eq!(
+        query_ok(&db, "web", RecordType::A).response_code,
+        ResponseCode::ServFail
     );
-    let log = lab.host.dir().join("dnsmasq.log");
-    lab.spawn(&format!(
-        "ip netns exec up dnsmasq --keep-in-foreground --no-resolv --no-hosts \
-         --user=root --pid-file= --listen-address=10.99.0.53 --bind-interfaces \
-         --conf-file=/dev/null --address=/example.test/10.20.30.40 --address=/invalid/ --log-queries --log-facility={}",
-        log.display()
+    // The default bridge network has no names.
+    assert_eq!(
+        query_ok(&web, "legacy", RecordType::A).response_code,
+        ResponseCode::ServFail
+    );
+    // A sandbox on both networks resolves both, and a shared alias from both.
+    assert_eq!(a(&both, "web"), [web_addr]);
+    assert_eq!(a(&both, "db"), [db_addr]);
+    let mut www = a(&both, "www");
+    www.sort();
+    let mut expected = vec![web2_addr, cache_addr];
+    expected.sort();
+    assert_eq!(www, expected);
+    assert_eq!(a(&web, "www"), [web2_addr]);
+    assert_eq!(a(&db, "www"), [cache_addr]);
+
+    // Our name without such a record: NODATA, not upstream's answer.
+    let msg = query_ok(&web, "web", RecordType::AAAA);
+    assert_eq!(msg.response_code, ResponseCode::NoError);
+    assert!(msg.answers.is_empty());
+
+    // PTR, and TCP.
+    let o = web2_addr.octets();
+    let reverse = format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0]);
+    let ptr = query_ok(&web, &reverse, RecordType::PTR);
+    assert_eq!(ptr.answers.len(), 1);
+    assert_eq!(ptr.answers[0].data.to_string(), "web2.front.");
+    let over_tcp = in_sandbox(&both, || {
+        tcp_exchange(&query_packet("cache.", RecordType::A))
+    });
+    assert_eq!(addresses(&over_tcp.unwrap()), [cache_addr]);
+
+    // A real client: busybox's nslookup with the resolv.conf netlib wrote.
+    let out = container_nslookup(&web, "web2");
+    assert!(out.contains(&web2_addr.to_string()), "{out}");
+    let out = container_nslookup(&db, "web2");
+    assert!(out.contains("SERVFAIL"), "{out}");
+    assert!(!out.contains(&web2_addr.to_string()), "{out}");
+
+    // 127.0.0.11:53 goes to the responder through a tiny table of the sandbox's own.
+    let rules = sh(&format!(
+        "nsenter --net={} nft list ruleset",
+        pin(&web).display()
     ));
+    assert!(rules.contains("table ip rbox_dns"), "{rules}");
     assert!(
-        lab.host.wait_for(
-            "ip netns exec up ss -uln | grep -q 10.99.0.53:53",
-            Duration::from_secs(5)
-        ),
+        rules.contains("udp dport 53 dnat to 127.0.0.11:"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("tcp dport 53 dnat to 127.0.0.11:"),
+        "{rules}"
+    );
+    // The host's own namespace has none.
+    assert!(!sh("nft list ruleset").contains("rbox_dns"));
+}
+
+#[test]
+fn shared_names_rotate_round_robin() {
+    if !inner() {
+        return run_inside(&Host::new("dns-rr"), "shared_names_rotate_round_robin");
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    let (client, _) = container(&netlib, "front", "client", &[]);
+    let mut all: Vec<Ipv4Addr> = (2..5)
+        .map(|i| container(&netlib, "front", &format!("c{i}"), &["svc"]).1)
+        .collect();
+    all.sort();
+    let mut firsts = Vec::new();
+    for _ in 0..6 {
+        let got = a(&client, "svc");
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, all);
+        firsts.push(got[0]);
+    }
+    assert_eq!(
+        firsts[0..3],
+        firsts[3..6],
+        "rotation has period 3: {firsts:?}"
+    );
+    let mut distinct = firsts[0..3].to_vec();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "each address leads in turn: {firsts:?}");
+}
+
+#[test]
+fn records_change_before_join_returns_and_no_query_is_lost() {
+    if !inner() {
+        return run_inside(
+            &Host::new("dns-reload"),
+            "records_change_before_join_returns_and_no_query_is_lost",
+        );
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    let (client, _) = container(&netlib, "front", "client", &[]);
+    let (_, web_addr) = container(&netlib, "front", "web", &[]);
+
+    // A client asks for `web` without pause while containers come and go.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (answered, lost) = std::thread::scope(|s| {
+        let asker = s.spawn(|| {
+            in_sandbox(&client, || {
+                let (mut answered, mut lost) = (0, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let packet = query_packet("web.", RecordType::A);
+                    match udp_exchange(&packet, Duration::from_secs(3)) {
+                        Ok(msg) => {
+                            assert_eq!(addresses(&msg), [web_addr]);
+                            answered += 1;
+                        }
+                        Err(_) => lost += 1,
+                    }
+                }
+                (answered, lost)
+            })
+        });
+        for i in 0..15 {
+            let name = format!("new{i}");
+            let started = Instant::now();
+            let (id, addr) = container(&netlib, "front", &name, &[]);
+            let took = started.elapsed();
+            // Served when join returned: no retry, no sleep.
+            assert_eq!(a(&client, &name), [addr], "after {took:?}");
+            netlib.destroy_sandbox(&id).unwrap();
+            let msg = query_ok(&client, &name, RecordType::A);
+            assert!(addresses(&msg).is_empty(), "{name} still resolves");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        asker.join().unwrap()
+    });
+    assert!(answered > 0);
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} queries lost during reloads",
+        answered + lost
+    );
+
+    // A sandbox that leaves its DNS networks loses its redirect, not its namespace's
+    // other rules.
+    let (sb2, _) = container(&netlib, "front", "sb2", &[]);
+    assert_eq!(a(&sb2, "web"), [web_addr]);
+    sh(&format!(
+        "nsenter --net={} nft add table ip theirs",
+        pin(&sb2).display()
+    ));
+    netlib.leave(&sb2, "front").unwrap();
+    let tables = sh(&format!(
+        "nsenter --net={} nft list tables",
+        pin(&sb2).display()
+    ));
+    assert_eq!(tables.trim(), "table ip theirs");
+    assert!(query(&sb2, "web.", RecordType::A).is_err());
+}
+
+#[test]
+fn the_responder_exits_when_idle_and_comes_back_when_killed() {
+    if !inner() {
+        return run_inside(
+            &Host::new("dns-life"),
+            "the_responder_exits_when_idle_and_comes_back_when_killed",
+        );
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    let (sb1, web_addr) = container(&netlib, "front", "web", &[]);
+    let first = responder_pid();
+    let rss = rss_kib(first);
+    assert!(rss < 10 * 1024, "responder RSS {rss} KiB");
+
+    // Killed: queries fail at once (nothing listens behind the redirect)...
+    sh(&format!("kill -9 {first}"));
+    assert!(dies(first));
+    assert!(query(&sb1, "web.", RecordType::A).is_err());
+    // ... and the next sync brings it back, serving every sandbox from the state.
+    let out = expect_ok("rbox internal-dns sync", rbox(&["internal-dns", "sync"]));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["served"], 1, "{report}");
+    let second = responder_pid();
+    assert_ne!(second, first);
+    assert_eq!(a(&sb1, "web"), [web_addr]);
+
+    // A monitor's `ensure` is a no-op while it runs, and brings it back when it does not.
+    expect_ok("ensure", rbox(&["internal-dns", "ensure"]));
+    assert_eq!(responder_pid(), second);
+    sh(&format!("kill -9 {second}"));
+    assert!(dies(second));
+    expect_ok("ensure", rbox(&["internal-dns", "ensure"]));
+    assert_ne!(responder_pid(), second);
+    assert_eq!(a(&sb1, "web"), [web_addr]);
+
+    // Nothing left to serve: it exits.
+    let pid = responder_pid();
+    netlib.destroy_sandbox(&sb1).unwrap();
+    assert!(responder_gone(), "responder files left when idle");
+    assert!(dies(pid), "responder still running when idle");
+    // With nothing to serve, neither a sync nor an ensure leaves one running.
+    let out = expect_ok("sync", rbox(&["internal-dns", "sync"]));
+    assert!(out.contains("\"exiting\":true"), "{out}");
+    expect_ok("ensure", rbox(&["internal-dns", "ensure"]));
+    assert!(responder_gone());
+}
+
+/// The lab host reaches `upstream`, a peer host whose dnsmasq answers example.test at
+/// 10.99.0.53 (10.99.0.54 is the peer too, with nothing on port 53). The host's
+/// resolv.conf names 10.99.0.53.
+fn upstream_lab(name: &str, test: &str) {
+    let host = Host::new(name);
+    let peer = Host::new("upstream");
+    host.link(
+        "uplink",
+        Some("10.99.0.1/24"),
+        &peer,
+        "eth0",
+        Some("10.99.0.53/24"),
+    );
+    peer.sh_ok("ip addr add 10.99.0.54/24 dev eth0");
+    let _dnsmasq = Background(
+        peer.command("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--user=root",
+                "--pid-file=",
+                "--conf-file=/dev/null",
+                "--listen-address=10.99.0.53",
+                "--bind-interfaces",
+                "--address=/example.test/10.20.30.40",
+                "--address=/invalid/",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        peer.wait_for("ss -uln | grep -q 10.99.0.53:53", Duration::from_secs(5)),
         "dnsmasq did not start"
     );
-    lab
+    host.set_resolv_conf("nameserver 10.99.0.53\n");
+    run_inside(&host, test);
 }
 
 #[test]
 fn other_names_are_forwarded_from_inside_the_sandbox() {
-    let lab = forwarding_lab("dns-fwd");
-    lab.sync(&json!({
-        "sandboxes": [
-            sandbox("sb1", &[N1], &["10.99.0.53:53"]),
-            sandbox("sbint", &[N1], &["10.99.0.53:53"]),
-        ],
-        "networks": [network(N1, "front", vec![endpoint(&["web"], "172.18.0.2")])],
-    }));
+    if !inner() {
+        return upstream_lab(
+            "dns-fwd",
+            "other_names_are_forwarded_from_inside_the_sandbox",
+        );
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    network(&netlib, "secret", true);
+    let (sb1, web_addr) = container(&netlib, "front", "web", &[]);
 
     // Outside names come from the upstream, over UDP and TCP; ours still from us.
-    assert_eq!(lab.a("sb1", "www.example.test"), [ip("10.20.30.40")]);
-    let msg = lab
-        .in_sandbox("sb1", || {
-            tcp_exchange(&query_packet("a.example.test.", RecordType::A))
-        })
-        .unwrap();
+    assert_eq!(a(&sb1, "www.example.test"), [ip("10.20.30.40")]);
+    let msg = in_sandbox(&sb1, || {
+        tcp_exchange(&query_packet("a.example.test.", RecordType::A))
+    })
+    .unwrap();
     assert_eq!(addresses(&msg), [ip("10.20.30.40")]);
-    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
-    let msg = lab.query_ok("sb1", "nothing.invalid", RecordType::A);
+    assert_eq!(a(&sb1, "web"), [web_addr]);
+    let msg = query_ok(&sb1, "nothing.invalid", RecordType::A);
     assert_eq!(msg.response_code, ResponseCode::NXDomain);
-    // The upstream saw the sandbox's address: the query left from inside it.
-    let log = fs::read_to_string(lab.host.dir().join("dnsmasq.log")).unwrap();
-    assert!(
-        log.contains("www.example.test from 10.88.0.11"),
-        "dnsmasq log:\n{log}"
-    );
 
-    // A sandbox with no way out (as on an --internal network) gets SERVFAIL at once.
+    // `--dns` replaces the host's servers: here one with nothing on port 53.
+    let own = sandbox(&netlib, "own", &["10.99.0.54"]);
+    join(&netlib, &own, "front", "own", &[]);
+    let msg = query_ok(&own, "www.example.test", RecordType::A);
+    assert_eq!(msg.response_code, ResponseCode::ServFail);
+
+    // A sandbox on an --internal network has no way out, not even through the
+    // responder: SERVFAIL at once, while its network's names resolve.
+    let (int, int_addr) = container(&netlib, "secret", "int", &[]);
     let started = Instant::now();
-    let msg = lab.query_ok("sbint", "www.example.test", RecordType::A);
+    let msg = query_ok(&int, "www.example.test", RecordType::A);
     assert_eq!(msg.response_code, ResponseCode::ServFail);
     assert!(
         started.elapsed() < Duration::from_millis(500),
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(lab.a("sbint", "web"), [ip("172.18.0.2")]);
+    assert_eq!(a(&int, "int"), [int_addr]);
 }
 
 #[test]
 fn unreachable_upstreams_give_servfail_within_the_budget() {
-    let lab = forwarding_lab("dns-servfail");
-    // 10.99.0.77 does not exist: queries to it vanish. Port 5399 on the upstream is closed.
-    lab.sync(&json!({
-        "sandboxes": [sandbox("sb1", &[N1], &["10.99.0.77:53"])],
-        "networks": [network(N1, "front", vec![])],
-    }));
+    if !inner() {
+        return upstream_lab(
+            "dns-servfail",
+            "unreachable_upstreams_give_servfail_within_the_budget",
+        );
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    // 10.99.0.77 does not exist: queries to it vanish.
+    let dead = sandbox(&netlib, "dead", &["10.99.0.77"]);
+    join(&netlib, &dead, "front", "dead", &[]);
     let started = Instant::now();
-    let msg = lab.query_ok("sb1", "www.example.test", RecordType::A);
+    let msg = query_ok(&dead, "www.example.test", RecordType::A);
     let took = started.elapsed();
     assert_eq!(msg.response_code, ResponseCode::ServFail);
     assert!(
@@ -612,43 +655,58 @@ fn unreachable_upstreams_give_servfail_within_the_budget() {
     );
 
     // A dead first server, then a good one: answered within the first one's share.
-    lab.sync(&json!({
-        "sandboxes": [sandbox("sb1", &[N1], &["10.99.0.77:53", "10.99.0.53:53"])],
-        "networks": [network(N1, "front", vec![])],
-    }));
+    let second = sandbox(&netlib, "second", &["10.99.0.77", "10.99.0.53"]);
+    join(&netlib, &second, "front", "second", &[]);
     let started = Instant::now();
-    assert_eq!(lab.a("sb1", "x.example.test"), [ip("10.20.30.40")]);
+    assert_eq!(a(&second, "x.example.test"), [ip("10.20.30.40")]);
     assert!(started.elapsed() < Duration::from_millis(1500));
 
     // A closed port answers with ICMP: the next server is asked at once.
-    lab.sync(&json!({
-        "sandboxes": [sandbox("sb1", &[N1], &["10.99.0.53:5399", "10.99.0.53:53"])],
-        "networks": [network(N1, "front", vec![])],
-    }));
+    let closed = sandbox(&netlib, "closed", &["10.99.0.54", "10.99.0.53"]);
+    join(&netlib, &closed, "front", "closed", &[]);
     let started = Instant::now();
-    assert_eq!(lab.a("sb1", "y.example.test"), [ip("10.20.30.40")]);
+    assert_eq!(a(&closed, "y.example.test"), [ip("10.20.30.40")]);
     assert!(started.elapsed() < Duration::from_millis(500));
 }
 
 #[test]
 fn a_dns_server_of_the_container_keeps_port_53() {
-    let mut lab = Lab::new("dns-own53", &["sb1"]);
-    let snap = json!({
-        "sandboxes": [sandbox("sb1", &[N1], &[])],
-        "networks": [network(N1, "front", vec![endpoint(&["web"], "172.18.0.2")])],
-    });
-    lab.sync(&snap);
+    if !inner() {
+        return run_inside(
+            &Host::new("dns-own53"),
+            "a_dns_server_of_the_container_keeps_port_53",
+        );
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    let (sb1, web_addr) = container(&netlib, "front", "web", &[]);
     // The container's own server binds every address on port 53.
-    lab.spawn(
-        "ip netns exec sb1 dnsmasq --keep-in-foreground --no-resolv --no-hosts \
-         --user=root --pid-file= --conf-file=/dev/null --port=53 --address=/own.test/10.1.2.3",
+    let _dnsmasq = Background(
+        Command::new("nsenter")
+            .arg(format!("--net={}", pin(&sb1).display()))
+            .args([
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--user=root",
+                "--pid-file=",
+                "--conf-file=/dev/null",
+                "--port=53",
+                "--address=/own.test/10.1.2.3",
+            ])
+            .spawn()
+            .unwrap(),
     );
-    assert!(lab.host.wait_for(
-        "ip netns exec sb1 ss -uln | grep -q '0.0.0.0:53 '",
-        Duration::from_secs(5)
-    ));
-    let own = |lab: &Lab| {
-        lab.in_sandbox("sb1", || {
+    let listening =
+        || sh(&format!("nsenter --net={} ss -uln", pin(&sb1).display())).contains("0.0.0.0:53 ");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !listening() {
+        assert!(Instant::now() < deadline, "dnsmasq did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let own = || {
+        in_sandbox(&sb1, || {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             socket.connect("127.0.0.1:53").unwrap();
             socket
@@ -662,25 +720,29 @@ fn a_dns_server_of_the_container_keeps_port_53() {
             addresses(&Message::from_vec(&buf[..n]).unwrap())
         })
     };
-    assert_eq!(own(&lab), [ip("10.1.2.3")]);
-    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
+    assert_eq!(own(), [ip("10.1.2.3")]);
+    assert_eq!(a(&sb1, "web"), [web_addr]);
 
     // A responder started after the container's server binds beside it just the same.
-    lab.host.rbox_ok(&["internal-dns", "stop"]);
-    lab.sync(&snap);
-    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
-    assert_eq!(own(&lab), [ip("10.1.2.3")]);
+    expect_ok("stop", rbox(&["internal-dns", "stop"]));
+    netlib.ensure_dns().unwrap();
+    assert_eq!(a(&sb1, "web"), [web_addr]);
+    assert_eq!(own(), [ip("10.1.2.3")]);
 }
 
 #[test]
 fn garbage_and_floods_leave_it_answering() {
-    let lab = Lab::new("dns-garbage", &["sb1"]);
-    lab.sync(&json!({
-        "sandboxes": [sandbox("sb1", &[N1], &[])],
-        "networks": [network(N1, "front", vec![endpoint(&["web"], "172.18.0.2")])],
-    }));
-    let pid = lab.responder_pid();
-    lab.in_sandbox("sb1", || {
+    if !inner() {
+        return run_inside(
+            &Host::new("dns-garbage"),
+            "garbage_and_floods_leave_it_answering",
+        );
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    let (sb1, web_addr) = container(&netlib, "front", "web", &[]);
+    let pid = responder_pid();
+    in_sandbox(&sb1, || {
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
         socket.connect(RESPONDER).unwrap();
         socket
@@ -726,7 +788,7 @@ fn garbage_and_floods_leave_it_answering() {
         }
     });
     // Huge and stalled TCP messages, and more connections than a sandbox may hold.
-    lab.in_sandbox("sb1", || {
+    in_sandbox(&sb1, || {
         let mut huge = TcpStream::connect(RESPONDER).unwrap();
         huge.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         huge.write_all(&[0xff, 0xff, 1, 2, 3]).unwrap();
@@ -753,15 +815,15 @@ fn garbage_and_floods_leave_it_answering() {
         // UDP is unaffected while TCP is full.
         let msg =
             udp_exchange(&query_packet("web.", RecordType::A), Duration::from_secs(2)).unwrap();
-        assert_eq!(addresses(&msg), [ip("172.18.0.2")]);
+        assert_eq!(addresses(&msg), [web_addr]);
         drop(idle);
     });
 
     // Still there, still right, still small.
-    assert_eq!(lab.responder_pid(), pid);
-    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
+    assert_eq!(responder_pid(), pid);
+    assert_eq!(a(&sb1, "web"), [web_addr]);
     // TCP takes new connections again once the idle ones are seen closed.
-    let over_tcp = lab.in_sandbox("sb1", || {
+    let over_tcp = in_sandbox(&sb1, || {
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             match tcp_exchange(&query_packet("web.", RecordType::A)) {
@@ -772,64 +834,73 @@ fn garbage_and_floods_leave_it_answering() {
             }
         }
     });
-    assert_eq!(addresses(&over_tcp.unwrap()), [ip("172.18.0.2")]);
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    assert!(
-        rss_kib < 10 * 1024,
-        "responder RSS {rss_kib} KiB after the flood"
-    );
+    assert_eq!(addresses(&over_tcp.unwrap()), [web_addr]);
+    let rss = rss_kib(pid);
+    assert!(rss < 10 * 1024, "responder RSS {rss} KiB after the flood");
 }
 
+/// A sandbox whose namespace went away behind netlib's back (its pin unmounted) is
+/// reported; the others, and new joins, are served.
 #[test]
 fn unreachable_sandboxes_are_reported_and_others_served() {
-    let lab = Lab::new("dns-missing", &["sb1"]);
-    let report = lab.sync(&json!({
-        "sandboxes": [sandbox("sb1", &[N1], &[]), sandbox("gone", &[N1], &[])],
-        "networks": [network(N1, "front", vec![endpoint(&["web"], "172.18.0.2")])],
-    }));
+    if !inner() {
+        return run_inside(
+            &Host::new("dns-missing"),
+            "unreachable_sandboxes_are_reported_and_others_served",
+        );
+    }
+    let netlib = open();
+    network(&netlib, "front", false);
+    let (broken, _) = container(&netlib, "front", "broken", &[]);
+    sh(&format!("umount -l {}", pin(&broken).display()));
+    let (sb1, web_addr) = container(&netlib, "front", "web", &[]);
+    assert_eq!(a(&sb1, "web"), [web_addr]);
+    let out = expect_ok("sync", rbox(&["internal-dns", "sync"]));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["served"], 1, "{report}");
-    assert_eq!(report["unbound"][0]["id"], "gone", "{report}");
-    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
-    // Once the namespace exists, the next sync serves it.
-    lab.host
-        .sh_ok("ip netns add gone && ip -n gone link set lo up");
-    let report = lab.sync(&json!({
-        "sandboxes": [sandbox("sb1", &[N1], &[]), sandbox("gone", &[N1], &[])],
-        "networks": [network(N1, "front", vec![endpoint(&["web"], "172.18.0.2")])],
-    }));
-    assert_eq!(report["served"], 2, "{report}");
-    assert_eq!(lab.a("gone", "web"), [ip("172.18.0.2")]);
+    assert_eq!(report["unbound"][0]["id"], broken.as_str(), "{report}");
+    // Its record goes with it, and the report is clean again.
+    netlib.destroy_sandbox(&broken).unwrap();
+    let out = expect_ok("sync", rbox(&["internal-dns", "sync"]));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["unbound"], serde_json::json!([]), "{report}");
+    assert_eq!(a(&sb1, "web"), [web_addr]);
 }
 
 #[test]
-fn a_bad_snapshot_fails_the_sync_and_keeps_the_records_served() {
-    let lab = Lab::new("dns-bad", &["sb1"]);
-    // At start: the responder cannot load, says so, and nothing stays running.
-    fs::write(&lab.snapshot, "{ not json").unwrap();
-    let sync = [
-        "internal-dns",
-        "sync",
-        "--snapshot",
-        lab.snapshot.to_str().unwrap(),
-    ];
-    let (code, err) = lab.host.rbox_fails(&sync);
-    assert_eq!(code, 125);
-    assert!(err.contains("responder.log"), "{err}");
-    assert!(lab.responder_gone());
+fn a_corrupt_state_fails_the_sync_and_keeps_the_records_served() {
+    if !inner() {
+        return run_inside(
+            &Host::new("dns-bad"),
+            "a_corrupt_state_fails_the_sync_and_keeps_the_records_served",
+        );
+    }
+    let netlib = open();
+    let front = network(&netlib, "front", false);
+    let (sb1, web_addr) = container(&netlib, "front", "web", &[]);
+    let records = Path::new(RUNROOT)
+        .join("netlib/endpoints")
+        .join(format!("{front}.json"));
+    let good = fs::read(&records).unwrap();
 
     // While running: the reload fails, and the records loaded before are still served.
-    lab.sync(&json!({
-        "sandboxes": [sandbox("sb1", &[N1], &[])],
-        "networks": [network(N1, "front", vec![endpoint(&["web"], "172.18.0.2")])],
-    }));
-    fs::write(&lab.snapshot, "{ not json").unwrap();
-    let (code, err) = lab.host.rbox_fails(&sync);
-    assert_eq!(code, 125);
+    fs::write(&records, "{ not json").unwrap();
+    let out = rbox(&["internal-dns", "sync"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot load the DNS records"), "{err}");
-    assert_eq!(lab.a("sb1", "web"), [ip("172.18.0.2")]);
+    assert_eq!(a(&sb1, "web"), [web_addr]);
+
+    // At start: the responder cannot load, says so, and nothing stays running.
+    expect_ok("stop", rbox(&["internal-dns", "stop"]));
+    let out = rbox(&["internal-dns", "sync"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("responder.log"), "{err}");
+    assert!(responder_gone());
+
+    // Repaired, it serves again.
+    fs::write(&records, good).unwrap();
+    netlib.ensure_dns().unwrap();
+    assert_eq!(a(&sb1, "web"), [web_addr]);
 }

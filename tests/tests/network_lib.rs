@@ -3,16 +3,18 @@
 //! Each test runs twice: outside, it builds the lab (`Host`, peers) and re-executes this
 //! test binary inside the lab host's namespaces with `RBOX_LAB_INNER` set; inside, it
 //! drives `Netlib` with the host's default paths (`/var/lib/rbox`, `/run/rbox`) and
-//! checks the kernel with `ip`, `nft`, `ping` (in sandboxes through `nsenter --net`).
+//! checks the kernel with `ip`, `nft`, `ping` (in sandboxes through `nsenter --net`),
+//! and names with the test image's busybox `nslookup`, run as a container would run it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use netlib::dns::ResponderCommand;
 use netlib::model::new_id;
 use netlib::{EndpointConfig, Netlib, NetworkCreate, SandboxConfig};
-use rbox_tests::{Host, bin, expect_ok};
+use rbox_tests::{Host, bin, expect_ok, test_image_dir};
 
 const INNER: &str = "RBOX_LAB_INNER";
 
@@ -70,8 +72,24 @@ fn ping(pin: &Path, addr: &str) -> bool {
     ))
 }
 
+const ROOT: &str = "/var/lib/rbox";
+const RUNROOT: &str = "/run/rbox";
+
+/// Netlib for the lab host; its DNS responder is the built rbox (this process is the
+/// test binary, not rbox).
 fn open() -> Netlib {
-    Netlib::open(Path::new("/var/lib/rbox"), Path::new("/run/rbox")).unwrap()
+    let mut netlib = Netlib::open(Path::new(ROOT), Path::new(RUNROOT)).unwrap();
+    netlib.set_dns_responder(responder());
+    netlib
+}
+
+fn responder() -> ResponderCommand {
+    ResponderCommand::rbox(
+        bin("rbox"),
+        Path::new(ROOT),
+        Path::new(RUNROOT),
+        std::iter::empty::<&str>(),
+    )
 }
 
 /// A sandbox for a new container; returns (container id, files dir).
@@ -749,5 +767,486 @@ fn static_address_mac_alias_and_mtu() {
     }
     netlib.remove_network("custom").unwrap();
     assert!(sh_fails("ip link show mybr0"));
+    assert_no_sandbox_leftovers();
+}
+
+// ---- the embedded DNS, as netlib drives it ----
+
+/// Runs `command` as a container of the sandbox would: in its network namespace,
+/// chrooted into the test image, with the `hosts` and `resolv.conf` netlib wrote for it
+/// (a private mount namespace puts them in the image's /etc for this command only).
+/// Returns (success, stdout and stderr).
+fn in_container(pin: &Path, files: &Path, command: &str) -> (bool, String) {
+    let root = test_image_dir().join("rootfs");
+    let script = format!(
+        "set -e; etc=$(mktemp -d); cp -a {root}/etc/. $etc
+         mount -t tmpfs tmpfs {root}/etc; cp -a $etc/. {root}/etc; rm -r $etc
+         cp {files}/resolv.conf {files}/hosts {root}/etc/
+         exec chroot {root} {command}",
+        root = root.display(),
+        files = files.display()
+    );
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", pin.display()))
+        .args(["unshare", "--mount", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The container's `nslookup NAME` answers with `addr`.
+fn resolves(pin: &Path, files: &Path, name: &str, addr: &str) -> bool {
+    // Not its exit status: an upstream may refuse the AAAA query that follows.
+    let (_, out) = in_container(pin, files, &format!("/bin/nslookup {name}"));
+    let found = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Name:"))
+        .any(|l| l.trim() == format!("Address: {addr}"));
+    if !found {
+        eprintln!("nslookup {name} (expected {addr}):\n{out}");
+    }
+    found
+}
+
+/// The container's `nslookup NAME` gets no address (whatever the upstream then says).
+fn unresolved(pin: &Path, files: &Path, name: &str) -> bool {
+    let (_, out) = in_container(pin, files, &format!("/bin/nslookup {name}"));
+    !out.lines()
+        .skip_while(|l| !l.starts_with("Name:"))
+        .any(|l| l.starts_with("Address:"))
+}
+
+/// PID of the running responder, if one runs.
+fn responder_pid() -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(format!("{RUNROOT}/dns/responder.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Waits up to 5 s for `cond`.
+fn eventually(cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn join_as(netlib: &Netlib, id: &str, network: &str, name: &str, aliases: &[&str]) -> String {
+    let config = EndpointConfig {
+        container_name: name.into(),
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    };
+    addr(&netlib.join(id, network, config).unwrap())
+}
+
+#[test]
+fn dns_names_resolve_between_sandboxes_until_they_leave() {
+    if !inner() {
+        return run_inside(
+            &Host::new("lib-dns"),
+            "dns_names_resolve_between_sandboxes_until_they_leave",
+        );
+    }
+    let netlib = open();
+    create(&netlib, "front", false);
+    let (a, files_a) = sandbox(&netlib, "hosta");
+    let addr_a = join_as(&netlib, &a, "front", "web", &[]);
+    assert!(responder_pid().is_some(), "the first DNS join starts it");
+    let (b, files_b) = sandbox(&netlib, "hostb");
+    let addr_b = join_as(&netlib, &b, "front", "db", &["database"]);
+    let (pa, pb) = (pin(&netlib, &a), pin(&netlib, &b));
+
+    // Names, aliases and hostnames, through the resolv.conf netlib wrote.
+    let resolv = std::fs::read_to_string(files_a.join("resolv.conf")).unwrap();
+    assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
+    for name in ["db", "database", "hostb", "DB.front"] {
+        assert!(resolves(&pa, &files_a, name, &addr_b), "{name}");
+    }
+    assert!(resolves(&pb, &files_b, "web", &addr_a));
+    assert!(resolves(&pb, &files_b, "hosta", &addr_a));
+    // ping by name, as `docker run ... ping web` does.
+    let (ok, out) = in_container(&pb, &files_b, "/bin/ping -c1 -W2 web");
+    assert!(ok && out.contains(&addr_a), "{out}");
+
+    // Leaving: the name is gone when leave returns, and the sandbox, now on no DNS
+    // network, loses the redirect.
+    netlib.leave(&b, "front").unwrap();
+    assert!(unresolved(&pa, &files_a, "db"), "db still resolves");
+    assert!(!in_sandbox(&pb, "nft list ruleset").contains("rbox_dns"));
+    let resolv = std::fs::read_to_string(files_b.join("resolv.conf")).unwrap();
+    assert!(!resolv.contains("127.0.0.11"), "{resolv}");
+    // Joining again: resolvable when join returns.
+    let again = join_as(&netlib, &b, "front", "db", &[]);
+    assert!(resolves(&pa, &files_a, "db", &again));
+
+    // The last DNS sandbox gone, the responder exits.
+    let pid = responder_pid().unwrap();
+    netlib.destroy_sandbox(&a).unwrap();
+    assert!(alive(pid), "b still needs it");
+    netlib.destroy_sandbox(&b).unwrap();
+    assert!(eventually(|| !alive(pid)), "responder still running");
+    assert!(!Path::new("/run/rbox/dns/control.sock").exists());
+    assert_no_sandbox_leftovers();
+}
+
+#[test]
+fn dns_is_per_network_and_the_default_bridge_has_none() {
+    if !inner() {
+        return run_inside(
+            &Host::new("lib-dns-iso"),
+            "dns_is_per_network_and_the_default_bridge_has_none",
+        );
+    }
+    let netlib = open();
+    create(&netlib, "front", false);
+    create(&netlib, "back", false);
+    let (a, files_a) = sandbox(&netlib, "a");
+    let addr_a = join_as(&netlib, &a, "front", "a", &[]);
+    let (b, files_b) = sandbox(&netlib, "b");
+    let addr_b = join_as(&netlib, &b, "back", "b", &[]);
+    let (c, files_c) = sandbox(&netlib, "c");
+    let c_front = join_as(&netlib, &c, "front", "c", &["shared"]);
+    let c_back = join_as(&netlib, &c, "back", "c", &["shared"]);
+    let (d, files_d) = sandbox(&netlib, "d");
+    join_as(&netlib, &d, "bridge", "d", &[]);
+    let (pa, pb, pc, pd) = (
+        pin(&netlib, &a),
+        pin(&netlib, &b),
+        pin(&netlib, &c),
+        pin(&netlib, &d),
+    );
+
+    // Each network's names to its own members; c is answered with its address there.
+    assert!(resolves(&pa, &files_a, "c", &c_front));
+    assert!(resolves(&pb, &files_b, "c", &c_back));
+    assert!(unresolved(&pa, &files_a, "b"), "front resolved back's name");
+    assert!(unresolved(&pb, &files_b, "a"), "back resolved front's name");
+    // c, on both, resolves both.
+    assert!(resolves(&pc, &files_c, "a", &addr_a));
+    assert!(resolves(&pc, &files_c, "b", &addr_b));
+    // The default bridge: no names, no 127.0.0.11, nothing redirected.
+    assert!(unresolved(&pc, &files_c, "d"));
+    let resolv = std::fs::read_to_string(files_d.join("resolv.conf")).unwrap();
+    assert!(!resolv.contains("127.0.0.11"), "{resolv}");
+    assert!(!in_sandbox(&pd, "nft list ruleset").contains("rbox_dns"));
+    let (ok, out) = in_container(&pd, &files_d, "/bin/nslookup a 127.0.0.11");
+    assert!(!ok && !out.contains(&addr_a), "{out}");
+
+    for id in [&a, &b, &c, &d] {
+        netlib.destroy_sandbox(id).unwrap();
+    }
+    assert_no_sandbox_leftovers();
+}
+
+/// The lab host's resolv.conf names a stub upstream (dnsmasq on a peer host) and
+/// systemd-resolved's loopback stub, which a container cannot reach.
+#[test]
+fn dns_forwards_other_names_to_the_hosts_upstream() {
+    if inner() {
+        return forward_inner();
+    }
+    let host = Host::new("lib-dns-fwd");
+    let peer = Host::new("upstream");
+    host.link(
+        "uplink",
+        Some("10.99.0.1/24"),
+        &peer,
+        "eth0",
+        Some("10.99.0.53/24"),
+    );
+    let log = peer.dir().join("dnsmasq.log");
+    let mut dnsmasq = peer
+        .command("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+            "--pid-file=",
+            "--conf-file=/dev/null",
+            "--listen-address=10.99.0.53",
+            "--bind-interfaces",
+            "--address=/example.test/10.20.30.40",
+            "--address=/invalid/",
+            "--log-queries",
+        ])
+        .arg(format!("--log-facility={}", log.display()))
+        .spawn()
+        .unwrap();
+    assert!(
+        peer.wait_for("ss -uln | grep -q 10.99.0.53:53", Duration::from_secs(5)),
+        "dnsmasq did not start"
+    );
+    host.set_resolv_conf("nameserver 127.0.0.53\nnameserver 10.99.0.53\nsearch corp.example\n");
+    let env = [("RBOX_LAB_LOG", log.display().to_string())];
+    run_inside_with(
+        &host,
+        "dns_forwards_other_names_to_the_hosts_upstream",
+        &env,
+    );
+    dnsmasq.kill().unwrap();
+    dnsmasq.wait().unwrap();
+}
+
+fn forward_inner() {
+    let netlib = open();
+    create(&netlib, "front", false);
+    create(&netlib, "secret", true);
+    let (a, files_a) = sandbox(&netlib, "a");
+    let addr_a = join_as(&netlib, &a, "front", "web", &[]);
+    let pa = pin(&netlib, &a);
+    let resolv = std::fs::read_to_string(files_a.join("resolv.conf")).unwrap();
+    assert_eq!(
+        resolv,
+        "nameserver 127.0.0.11\nsearch corp.example\noptions ndots:0\n"
+    );
+
+    assert!(resolves(&pa, &files_a, "www.example.test", "10.20.30.40"));
+    assert!(resolves(&pa, &files_a, "web", &addr_a), "ours still ours");
+    let (_, out) = in_container(&pa, &files_a, "/bin/nslookup nothing.invalid");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // It left from the sandbox: masqueraded by the lab host on its way out.
+    let log = std::fs::read_to_string(std::env::var("RBOX_LAB_LOG").unwrap()).unwrap();
+    assert!(
+        log.contains("www.example.test from 10.99.0.1"),
+        "dnsmasq log:\n{log}"
+    );
+
+    // An internal network has no way out, not even through the responder: SERVFAIL at
+    // once, while its own names resolve.
+    let (s, files_s) = sandbox(&netlib, "s");
+    let addr_s = join_as(&netlib, &s, "secret", "s", &[]);
+    let ps = pin(&netlib, &s);
+    let started = Instant::now();
+    let (_, out) = in_container(&ps, &files_s, "/bin/nslookup www.example.test");
+    assert!(out.contains("SERVFAIL"), "{out}");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert!(resolves(&ps, &files_s, "s", &addr_s));
+
+    for id in [&a, &s] {
+        netlib.destroy_sandbox(id).unwrap();
+    }
+    assert_no_sandbox_leftovers();
+}
+
+#[test]
+fn dns_responder_killed_comes_back() {
+    if !inner() {
+        return run_inside(
+            &Host::new("lib-dns-kill"),
+            "dns_responder_killed_comes_back",
+        );
+    }
+    let netlib = open();
+    create(&netlib, "front", false);
+    let (a, files_a) = sandbox(&netlib, "a");
+    let addr_a = join_as(&netlib, &a, "front", "a", &[]);
+    let pa = pin(&netlib, &a);
+    let first = responder_pid().unwrap();
+    // In a cgroup of its own, beside the containers', not in the starting command's.
+    let cgroup = std::fs::read_to_string(format!("/proc/{first}/cgroup")).unwrap();
+    let own = format!("/{}/rbox-dns", std::env::var("RBOX_CGROUP_PARENT").unwrap());
+    assert!(
+        cgroup
+            .lines()
+            .any(|l| l.contains("name=systemd:") && l.ends_with(&own)),
+        "{cgroup}"
+    );
+
+    // A monitor's call is a no-op while it runs, and brings it back when it was killed.
+    netlib.ensure_dns().unwrap();
+    assert_eq!(responder_pid(), Some(first));
+    sh(&format!("kill -9 {first}"));
+    assert!(eventually(|| !alive(first)));
+    assert!(unresolved(&pa, &files_a, "a"), "answered with no responder");
+    netlib.ensure_dns().unwrap();
+    let second = responder_pid().unwrap();
+    assert_ne!(second, first);
+    assert!(resolves(&pa, &files_a, "a", &addr_a));
+
+    // Killed again: the next join brings it back, serving every sandbox from the state.
+    sh(&format!("kill -9 {second}"));
+    assert!(eventually(|| !alive(second)));
+    let (b, files_b) = sandbox(&netlib, "b");
+    let addr_b = join_as(&netlib, &b, "front", "b", &[]);
+    assert!(responder_pid().is_some_and(|p| p != second));
+    assert!(resolves(&pin(&netlib, &b), &files_b, "a", &addr_a));
+    assert!(resolves(&pa, &files_a, "b", &addr_b));
+
+    for id in [&a, &b] {
+        netlib.destroy_sandbox(id).unwrap();
+    }
+    assert_no_sandbox_leftovers();
+}
+
+#[test]
+fn dns_reclaim_and_network_rm_drop_records() {
+    if !inner() {
+        return run_inside(
+            &Host::new("lib-dns-reclaim"),
+            "dns_reclaim_and_network_rm_drop_records",
+        );
+    }
+    let netlib = open();
+    create(&netlib, "front", false);
+    create(&netlib, "spare", false);
+    let (a, files_a) = sandbox(&netlib, "a");
+    join_as(&netlib, &a, "front", "a", &[]);
+    let (b, _) = sandbox(&netlib, "b");
+    let addr_b = join_as(&netlib, &b, "front", "b", &[]);
+    let pa = pin(&netlib, &a);
+    assert!(resolves(&pa, &files_a, "b", &addr_b));
+
+    // b's monitor died: the next command reclaims b, and its name is gone by then.
+    let alive_id = a.clone();
+    assert_eq!(netlib.reclaim(|id| id == alive_id).unwrap(), [b]);
+    assert!(
+        unresolved(&pa, &files_a, "b"),
+        "reclaimed name still resolves"
+    );
+
+    // A DNS network removed while the responder runs: dropped, the rest still served.
+    let pid = responder_pid().unwrap();
+    netlib.remove_network("spare").unwrap();
+    assert_eq!(responder_pid(), Some(pid));
+    assert!(resolves(
+        &pa,
+        &files_a,
+        "a",
+        &addr(&netlib.sandbox(&a).unwrap().unwrap().endpoints[0])
+    ));
+
+    // The last one reclaimed: the responder exits.
+    assert_eq!(netlib.reclaim(|_| false).unwrap(), [a]);
+    assert!(eventually(|| !alive(pid)), "responder still running");
+    assert_no_sandbox_leftovers();
+}
+
+/// A join whose names cannot be served is undone: the container would start with a
+/// resolver that does not answer.
+#[test]
+fn a_join_the_dns_cannot_serve_is_undone() {
+    if !inner() {
+        return run_inside(
+            &Host::new("lib-dns-fail"),
+            "a_join_the_dns_cannot_serve_is_undone",
+        );
+    }
+    let mut netlib = open();
+    create(&netlib, "front", false);
+    netlib.set_dns_responder(ResponderCommand {
+        program: "/bin/false".into(),
+        args: Vec::new(),
+    });
+    let (a, files) = sandbox(&netlib, "a");
+    let err = netlib
+        .join(
+            &a,
+            "front",
+            EndpointConfig {
+                container_name: "a".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the DNS responder failed to start"), "{err}");
+    let sb = netlib.sandbox(&a).unwrap().unwrap();
+    assert!(sb.endpoints.is_empty(), "{sb:?}");
+    let front = netlib.network("front").unwrap();
+    assert!(netlib.endpoints(&front).unwrap().is_empty());
+    assert!(
+        !Path::new(&format!("/run/rbox/netlib/leases/{}.json", front.id)).exists(),
+        "lease kept"
+    );
+    assert_no_veth();
+    let resolv = std::fs::read_to_string(files.join("resolv.conf")).unwrap();
+    assert!(!resolv.contains("127.0.0.11"), "{resolv}");
+    // The default bridge needs no responder.
+    join_as(&netlib, &a, "bridge", "a", &[]);
+    netlib.destroy_sandbox(&a).unwrap();
+    assert_no_sandbox_leftovers();
+}
+
+/// What the DNS sync adds to a join and to a teardown: medians over 30 containers on a
+/// DNS network against the same on the default bridge (same driver, no DNS), measured
+/// in turns so that the machine's other load weighs on both alike; and a bare sync (a
+/// reload with nothing changed).
+#[test]
+fn dns_sync_time() {
+    if !inner() {
+        return run_inside(&Host::new("lib-dns-time"), "dns_sync_time");
+    }
+    let netlib = open();
+    create(&netlib, "timed", false);
+    let mut warm = Vec::new();
+    for network in ["bridge", "timed"] {
+        let (id, _) = sandbox(&netlib, "warm");
+        join_as(&netlib, &id, network, &format!("warm-{network}"), &[]);
+        warm.push(id);
+    }
+    let mut times: [[Vec<Duration>; 2]; 2] = Default::default();
+    for i in 0..30 {
+        for (n, network) in ["bridge", "timed"].into_iter().enumerate() {
+            let (id, _) = sandbox(&netlib, &format!("c{i}"));
+            let t = Instant::now();
+            join_as(&netlib, &id, network, &format!("c{i}"), &[]);
+            times[n][0].push(t.elapsed());
+            let t = Instant::now();
+            netlib.destroy_sandbox(&id).unwrap();
+            times[n][1].push(t.elapsed());
+        }
+    }
+    let mut bare: Vec<Duration> = (0..30)
+        .map(|_| {
+            let t = Instant::now();
+            netlib::dns::sync(Path::new(RUNROOT), &responder()).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    bare.sort();
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let [[join_plain, destroy_plain], [join_dns, destroy_dns]] =
+        times.map(|mut t| [median(&mut t[0]), median(&mut t[1])]);
+    eprintln!(
+        "measured: join median {join_dns:?} on a DNS network vs {join_plain:?} without \
+         (sync adds {:?}); teardown median {destroy_dns:?} vs {destroy_plain:?} (adds {:?}); \
+         bare sync median {:?}",
+        join_dns.saturating_sub(join_plain),
+        destroy_dns.saturating_sub(destroy_plain),
+        bare[15]
+    );
+    assert!(
+        join_dns < join_plain + Duration::from_millis(10),
+        "DNS sync too slow"
+    );
+    for id in &warm {
+        netlib.destroy_sandbox(id).unwrap();
+    }
     assert_no_sandbox_leftovers();
 }

@@ -25,12 +25,41 @@ const RETRY_PAUSE: Duration = Duration::from_millis(5);
 /// The responder's log is restarted when a new responder finds it this big.
 const MAX_LOG: u64 = 1 << 20;
 
-/// How to start the responder: a program that runs [`super::serve`] for this runroot
-/// (rbox: `rbox --runroot R internal-dns serve`).
+/// How to start the responder: a program that runs [`super::serve`] with
+/// [`super::load`] for this state (rbox: `rbox --root R --runroot R internal-dns serve`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponderCommand {
     pub program: PathBuf,
     pub args: Vec<OsString>,
+}
+
+impl ResponderCommand {
+    /// The rbox binary `program` serving the state under `root` and `runroot`:
+    /// `PROGRAM --root ROOT --runroot RUNROOT [GLOBAL...] internal-dns serve`, where
+    /// `global` are further global options (e.g. `--cgroup-parent`, `NAME`).
+    pub fn rbox<I, S>(
+        program: impl Into<PathBuf>,
+        root: &Path,
+        runroot: &Path,
+        global: I,
+    ) -> ResponderCommand
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut args: Vec<OsString> = vec![
+            "--root".into(),
+            root.into(),
+            "--runroot".into(),
+            runroot.into(),
+        ];
+        args.extend(global.into_iter().map(Into::into));
+        args.extend(["internal-dns".into(), "serve".into()]);
+        ResponderCommand {
+            program: program.into(),
+            args,
+        }
+    }
 }
 
 /// Makes the responder serve the current state: asks a running one to reload, or starts

@@ -38,16 +38,23 @@
 //!
 //! # One responder per runroot
 //!
-//! One process (`rbox internal-dns serve`, running [`serve`]) serves every sandbox of
-//! every DNS-enabled network of a runroot. rbox commands change the endpoint state under
-//! its lock, then call [`sync`]: it starts the responder if it is not running (detached,
-//! so it outlives the command; a lock file prevents double starts), or asks it to reload
-//! over its control socket and waits for the acknowledgement. So a name resolves, or stops
-//! resolving, before the rbox command returns. The responder rebuilds its table from the
-//! state (through the loader it was given), swaps it in atomically (queries are never
+//! One process (`rbox internal-dns serve`, running [`serve`] with [`load`]) serves every
+//! sandbox of every DNS-enabled network of a runroot. [`crate::Netlib`] changes the
+//! endpoint state under its state lock, releases it, then calls [`sync`]: it starts the
+//! responder if it is not running (detached, so it outlives the command; a lock file
+//! prevents double starts), or asks it to reload over its control socket and waits for
+//! the acknowledgement. So a name resolves, or stops resolving, before the rbox command
+//! returns. The responder rebuilds its table from the state ([`load`] reads it under the
+//! state lock: never a change half made), swaps it in atomically (queries are never
 //! dropped nor answered from a half-built table), binds new sandboxes and releases gone
 //! ones; with no DNS-enabled sandbox left it exits. Killed, it is brought back by the
-//! next [`sync`] or by [`ensure_running`], and binds every sandbox again from the state.
+//! next [`sync`] or by [`ensure_running`] (`Netlib::ensure_dns`), and binds every
+//! sandbox again from the state.
+//!
+//! Locks, always taken in this order, never the other way round: `spawn.lock` (a
+//! command starting a responder holds it until the responder has loaded), then
+//! netlib's state lock (the loader). No one holding the state lock waits for the
+//! responder.
 //!
 //! Layout under `<runroot>/dns/`: `control.sock`, `responder.lock` (held while it runs),
 //! `responder.pid`, `spawn.lock` (serialises starts), `responder.log` (its stderr).
@@ -57,9 +64,9 @@ mod client;
 mod control;
 mod netns;
 mod redirect;
-pub mod resolv;
 mod server;
 mod snapshot;
+mod state;
 mod table;
 mod upstream;
 
@@ -70,6 +77,7 @@ pub use control::{SyncReport, UnboundSandbox};
 pub use netns::{PREFERRED_PORT, RESPONDER_ADDR};
 pub use server::{LoadError, ServeConfig, serve};
 pub use snapshot::{EndpointNames, NetworkRecords, SandboxView, Snapshot};
+pub use state::load;
 
 /// Errors of the DNS responder and of the commands that drive it.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +96,8 @@ pub enum DnsError {
     Start { reason: String, log: PathBuf },
     #[error("the DNS responder did not answer in time (its log: {0})")]
     Timeout(PathBuf),
+    #[error("the DNS responder cannot answer in sandbox {id}: {error}")]
+    Unbound { id: String, error: String },
 }
 
 impl DnsError {

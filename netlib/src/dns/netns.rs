@@ -140,6 +140,16 @@ impl NetnsThreads {
             };
             let socket = Socket::new(Domain::for_address(peer), ty, Some(protocol))?;
             socket.set_nonblocking(true)?;
+            if ty == Type::DGRAM {
+                // Without it a connected UDP socket hears of "port unreachable" only; with
+                // it also of "network/host unreachable" (a sandbox whose host has no route
+                // there), so the next server is asked at once instead of at the timeout.
+                use nix::sys::socket::{setsockopt, sockopt};
+                match peer {
+                    SocketAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4RecvErr, &true),
+                    SocketAddr::V6(_) => setsockopt(&socket, sockopt::Ipv6RecvErr, &true),
+                }?;
+            }
             Ok(socket)
         })
         .await

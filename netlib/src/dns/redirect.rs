@@ -5,92 +5,179 @@
 //! Both functions must run inside the sandbox's namespace (on the namespace thread): the
 //! netlink socket they open talks to the namespace it was created in.
 
-use std::ffi::CStr;
 use std::io;
 
-use nftnl::expr::{Immediate, Nat, NatType, Register};
-use nftnl::{Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule};
-use nftnl::{Table, nft_expr};
+use crate::nft::{
+    BaseChain, Batch, Chain, CmpOp, Expr, Family, Hook, MetaKey, NatKind, Nft, NftError,
+    PayloadBase, REG_1, REG_2, Rule,
+};
 
 use super::netns::RESPONDER_ADDR;
 
 /// The table, alone in the sandbox's namespace: nothing else there is touched.
-pub const TABLE: &CStr = c"rbox_dns";
-const CHAIN: &CStr = c"output";
+pub const TABLE: &str = "rbox_dns";
+const CHAIN: &str = "output";
 /// Destination NAT priority (NF_IP_PRI_NAT_DST).
 const NAT_DST_PRIORITY: i32 = -100;
 const DNS_PORT: u16 = 53;
 
 /// Replaces the table with one redirecting UDP and TCP to the given ports, atomically.
 pub fn install(udp_port: u16, tcp_port: u16) -> io::Result<()> {
-    let table = Table::new(TABLE, ProtoFamily::Ipv4);
-    let mut chain = Chain::new(CHAIN, &table);
-    chain.set_type(ChainType::Nat);
-    chain.set_hook(Hook::Out, NAT_DST_PRIORITY);
-    chain.set_policy(Policy::Accept);
-
-    let mut batch = Batch::new();
-    // Add-then-delete empties a table left by an earlier responder, in the same
-    // transaction that rebuilds it: no moment without the redirect.
-    batch.add(&table, MsgType::Add);
-    batch.add(&table, MsgType::Del);
-    batch.add(&table, MsgType::Add);
-    batch.add(&chain, MsgType::Add);
+    let mut batch = Batch::new(Family::Ipv4, TABLE);
+    // Flushing the chain in the transaction that refills it replaces the rules of an
+    // earlier responder with no moment without the redirect. (Deleting and re-adding
+    // the table would do too, but a table deletion makes the kernel wait for an RCU
+    // grace period: milliseconds on every join.)
+    batch.add_table();
+    batch.add_chain(&Chain {
+        name: CHAIN.into(),
+        base: Some(BaseChain {
+            kind: "nat",
+            hook: Hook::Output,
+            priority: NAT_DST_PRIORITY,
+        }),
+    });
+    batch.flush_chain(CHAIN);
     for (proto, port) in [(libc::IPPROTO_UDP, udp_port), (libc::IPPROTO_TCP, tcp_port)] {
-        batch.add(&redirect_rule(&chain, proto as u8, port), MsgType::Add);
+        batch.add_rule(&redirect_rule(proto as u8, port));
     }
-    send(&batch.finalize())
+    apply(&batch)
 }
 
 /// Removes the table if it is there.
 pub fn remove() -> io::Result<()> {
-    let table = Table::new(TABLE, ProtoFamily::Ipv4);
-    let mut batch = Batch::new();
-    batch.add(&table, MsgType::Add);
-    batch.add(&table, MsgType::Del);
-    send(&batch.finalize())
+    let mut batch = Batch::new(Family::Ipv4, TABLE);
+    batch.add_table();
+    batch.delete_table();
+    apply(&batch)
 }
 
 /// `ip daddr 127.0.0.11 <proto> dport 53 dnat to 127.0.0.11:<port>`
-fn redirect_rule<'a>(chain: &'a Chain<'a>, proto: u8, port: u16) -> Rule<'a> {
-    let mut rule = Rule::new(chain);
-    rule.add_expr(&nft_expr!(meta l4proto));
-    rule.add_expr(&nft_expr!(cmp == proto));
-    rule.add_expr(&nft_expr!(payload ipv4 daddr));
-    rule.add_expr(&nft_expr!(cmp == RESPONDER_ADDR));
-    // UDP and TCP keep the destination port at the same offset.
-    if proto == libc::IPPROTO_UDP as u8 {
-        rule.add_expr(&nft_expr!(payload udp dport));
-    } else {
-        rule.add_expr(&nft_expr!(payload tcp dport));
+fn redirect_rule(proto: u8, port: u16) -> Rule {
+    let cmp = |data: &[u8]| Expr::Cmp {
+        sreg: REG_1,
+        op: CmpOp::Eq,
+        data: data.to_vec(),
+    };
+    Rule {
+        chain: CHAIN.into(),
+        exprs: vec![
+            Expr::Meta {
+                key: MetaKey::L4proto,
+                dreg: REG_1,
+            },
+            cmp(&[proto]),
+            // The IPv4 destination address.
+            Expr::Payload {
+                base: PayloadBase::Network,
+                offset: 16,
+                len: 4,
+                dreg: REG_1,
+            },
+            cmp(&RESPONDER_ADDR.octets()),
+            // UDP and TCP keep the destination port at the same offset.
+            Expr::Payload {
+                base: PayloadBase::Transport,
+                offset: 2,
+                len: 2,
+                dreg: REG_1,
+            },
+            cmp(&DNS_PORT.to_be_bytes()),
+            Expr::Immediate {
+                dreg: REG_1,
+                data: RESPONDER_ADDR.octets().to_vec(),
+            },
+            Expr::Immediate {
+                dreg: REG_2,
+                data: port.to_be_bytes().to_vec(),
+            },
+            Expr::Nat {
+                kind: NatKind::Dnat,
+                family: Family::Ipv4,
+                addr_reg: REG_1,
+                proto_reg: Some(REG_2),
+            },
+        ],
+        comment: None,
     }
-    rule.add_expr(&nft_expr!(cmp == &DNS_PORT.to_be_bytes()[..]));
-    rule.add_expr(&Immediate::new(RESPONDER_ADDR.octets(), Register::Reg1));
-    rule.add_expr(&Immediate::new(port.to_be_bytes(), Register::Reg2));
-    rule.add_expr(&Nat {
-        nat_type: NatType::DNat,
-        family: ProtoFamily::Ipv4,
-        ip_register: Register::Reg1,
-        port_register: Some(Register::Reg2),
-    });
-    rule
 }
 
-/// Sends a batch on a netlink socket of the current namespace and checks every ack.
-fn send(batch: &FinalizedBatch) -> io::Result<()> {
-    let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
-    let portid = socket.portid();
-    socket.send_all(batch)?;
-    let mut buffer = vec![0; nftnl::nft_nlmsg_maxsize() as usize];
-    let mut expected = batch.sequence_numbers();
-    while !expected.is_empty() {
-        for message in socket.recv(&mut buffer[..])? {
-            let message = message?;
-            let seq = expected
-                .next()
-                .ok_or_else(|| io::Error::other("nftables: unexpected acknowledgement"))?;
-            mnl::cb_run(message, seq, portid)?;
-        }
+/// Applies a batch on a netlink socket of the current namespace.
+fn apply(batch: &Batch) -> io::Result<()> {
+    Nft::open()
+        .and_then(|mut nft| nft.apply(batch))
+        .map_err(|e| {
+            let kind = match &e {
+                NftError::Io { source, .. } | NftError::Rejected { source, .. } => source.kind(),
+            };
+            io::Error::new(kind, e.to_string())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_matches_protocol_address_and_port_then_dnats() {
+        let rule = redirect_rule(libc::IPPROTO_TCP as u8, 11053);
+        assert_eq!(
+            rule.exprs[1],
+            Expr::Cmp {
+                sreg: REG_1,
+                op: CmpOp::Eq,
+                data: vec![6],
+            }
+        );
+        assert_eq!(
+            rule.exprs[7],
+            Expr::Immediate {
+                dreg: REG_2,
+                data: 11053u16.to_be_bytes().to_vec(),
+            }
+        );
+        assert!(matches!(
+            rule.exprs.last(),
+            Some(Expr::Nat {
+                kind: NatKind::Dnat,
+                proto_reg: Some(REG_2),
+                ..
+            })
+        ));
     }
-    Ok(())
+
+    /// Against the real kernel, in a private network namespace (root).
+    #[test]
+    fn installs_replaces_and_removes_the_table() {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("unshare (needs root)");
+                let list = || {
+                    let out = std::process::Command::new("nft")
+                        .args(["list", "ruleset"])
+                        .output()
+                        .unwrap();
+                    String::from_utf8(out.stdout).unwrap()
+                };
+                install(11053, 11054).unwrap();
+                install(12053, 12054).unwrap();
+                let rules = list();
+                for want in [
+                    "table ip rbox_dns",
+                    "type nat hook output priority -100; policy accept;",
+                    "ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:12053",
+                    "ip daddr 127.0.0.11 tcp dport 53 dnat to 127.0.0.11:12054",
+                ] {
+                    assert!(rules.contains(want), "missing {want:?} in:\n{rules}");
+                }
+                assert!(!rules.contains("11053"), "old rules kept:\n{rules}");
+                remove().unwrap();
+                assert_eq!(list().trim(), "");
+                remove().unwrap();
+            })
+            .join()
+            .unwrap()
+        });
+    }
 }

@@ -1,24 +1,21 @@
-//! The responder's input: plain data that netlib core builds from its endpoint state.
+//! The responder's input: plain data built from netlib's state by [`super::load`].
 //!
-//! The responder never reads netlib's state files itself; it calls a loader that returns a
-//! [`Snapshot`], so the two meet only at these types.
+//! The responder's serving side never reads netlib's state files itself; it calls a
+//! loader that returns a [`Snapshot`], so the two meet only at these types.
 
-use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Everything the responder serves at one moment: the sandboxes to listen in and the
 /// names of every network.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub sandboxes: Vec<SandboxView>,
     pub networks: Vec<NetworkRecords>,
 }
 
 /// One sandbox (a container's network namespace) as the responder sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxView {
     /// The sandbox's id (64 hex); identifies the asking side of every query.
     pub id: String,
@@ -27,18 +24,16 @@ pub struct SandboxView {
     /// Ids of the networks the sandbox has an endpoint on.
     pub networks: Vec<String>,
     /// Where names that are not the networks' own go, tried in order: the container's
-    /// `--dns` servers, else the host's nameservers without loopback ones
-    /// (see [`super::resolv::HostResolvConf`]). Reached from inside the sandbox.
-    #[serde(default)]
+    /// `--dns` servers, else the host's nameservers without those a sandbox cannot reach
+    /// (see [`crate::files::upstreams`]). Reached from inside the sandbox.
     pub upstreams: Vec<SocketAddr>,
     /// Search domains of the container's resolv.conf: a query for `NAME.DOMAIN` is also
     /// answered as `NAME`, since resolvers append these before asking.
-    #[serde(default)]
     pub search: Vec<String>,
 }
 
 /// The names of one network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkRecords {
     pub id: String,
     /// The network's name: `NAME.NETWORK` resolves as `NAME` on that network (as Docker).
@@ -49,7 +44,7 @@ pub struct NetworkRecords {
 }
 
 /// One endpoint's names and addresses on its network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointNames {
     /// The container's name first (it names the address in PTR answers), then its
     /// `--network-alias`es and its hostname.
@@ -69,17 +64,6 @@ impl Snapshot {
                     .any(|net| net.dns_enabled && &net.id == id)
             })
         })
-    }
-
-    /// Reads a snapshot from a JSON file; a missing file is an empty snapshot (nothing
-    /// registered yet).
-    pub fn read_json(path: &Path) -> std::io::Result<Snapshot> {
-        match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Snapshot::default()),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -118,20 +102,5 @@ mod tests {
         };
         let ids: Vec<_> = snap.dns_sandboxes().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["b"]);
-    }
-
-    #[test]
-    fn json_round_trip_and_missing_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("snap.json");
-        assert_eq!(Snapshot::read_json(&path).unwrap(), Snapshot::default());
-        let snap = Snapshot {
-            sandboxes: vec![sandbox("a", &["user"])],
-            networks: vec![network("user", true)],
-        };
-        fs::write(&path, serde_json::to_vec(&snap).unwrap()).unwrap();
-        assert_eq!(Snapshot::read_json(&path).unwrap(), snap);
-        fs::write(&path, "{").unwrap();
-        assert!(Snapshot::read_json(&path).is_err());
     }
 }

@@ -58,6 +58,18 @@ pub struct GlobalOptions {
     pub debug: bool,
 }
 
+impl GlobalOptions {
+    /// netlib for this state, starting the DNS responder as this rbox binary with these
+    /// options when a network needs it.
+    pub fn open_netlib(&self) -> anyhow::Result<netlib::Netlib> {
+        use anyhow::Context;
+        let mut netlib =
+            netlib::Netlib::open(&self.root, &self.runroot).context("open network state")?;
+        netlib.set_dns_responder(dns::responder_command(self));
+        Ok(netlib)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     #[command(flatten)]

@@ -106,7 +106,7 @@ pub fn run(global: &GlobalOptions, command: NetworkCommand) -> Result<ExitCode> 
         NetworkCommand::Ls(args) => parse_filters(&args.filter)?,
         _ => Vec::new(),
     };
-    let netlib = Netlib::open(&global.root, &global.runroot).context("open network state")?;
+    let netlib = global.open_netlib()?;
     match command {
         NetworkCommand::Create(_) => {
             let network = netlib.create_network(create.expect("parsed above"))?;
