@@ -168,8 +168,20 @@ pub fn publish_names(netlib: &Netlib) {
     snapshot.sandboxes = sandboxes.into_values().collect();
     let path = "/run/lab-dns-snapshot.json";
     std::fs::write(path, serde_json::to_vec(&snapshot).unwrap()).unwrap();
-    let out = rbox(&["internal-dns", "sync", "--snapshot", path]);
-    expect_ok("rbox internal-dns sync", out);
+    // Under emulation (the VM) the responder's first start can outlast its client's
+    // wait; it goes on starting, and a second sync finds it.
+    for attempt in 1.. {
+        let out = rbox(&["internal-dns", "sync", "--snapshot", path]);
+        if out.status.success() || attempt == 3 {
+            expect_ok("rbox internal-dns sync", out);
+            break;
+        }
+        let log = std::fs::read_to_string("/run/rbox/dns/responder.log").unwrap_or_default();
+        eprintln!(
+            "rbox internal-dns sync, attempt {attempt}: {}\nresponder.log:\n{log}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
 }
 
 /// `nslookup -type=a NAME 127.0.0.11` from inside a sandbox (busybox, as a container would ask):
