@@ -28,8 +28,14 @@ pub fn inner() -> bool {
 pub fn run_inside(host: &Host, name: &str, peers: &[(&str, &Host)]) {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = host.command(exe);
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(INNER, "1");
+    cmd.args([
+        "--exact",
+        name,
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(INNER, "1");
     for (peer, h) in peers {
         cmd.env(format!("RBOX_LAB_PEER_{peer}"), h.pid().to_string());
     }
