@@ -263,7 +263,7 @@ impl Netlib {
         if req.ipv6 || req.subnets.iter().any(|s| s.addr().is_ipv6()) {
             return Err(Error::Ipv6Unsupported);
         }
-        let mut subnets = pair_ipam(&req)?;
+        let subnets = pair_ipam(&req)?;
 
         let locked = self.store.lock()?;
         let others = locked.networks()?;
@@ -277,18 +277,6 @@ impl Netlib {
                     .iter()
                     .flat_map(|n| n.ipam.iter().map(move |o| (n.name.as_str(), &o.subnet))),
             )?;
-        }
-        if subnets.is_empty() && driver.uses_ipam() {
-            let mut in_use: Vec<IpNet> = others
-                .iter()
-                .flat_map(|n| n.ipam.iter().map(|s| s.subnet))
-                .collect();
-            in_use.extend(self.kernel.host()?.prefixes_in_use()?);
-            subnets.push(ipam::validate_subnet(
-                ipam::next_free_subnet(&in_use)?,
-                None,
-                None,
-            )?);
         }
         let mut network = Network {
             id: new_id(),
@@ -304,9 +292,37 @@ impl Netlib {
             options: req.options,
             labels: req.labels,
         };
+        // Before the default subnet is filled in: a driver may insist on the user's.
         driver.validate(&mut network, &others)?;
-        locked.save_network(&network)?;
+        if network.ipam.is_empty() && driver.uses_ipam() {
+            let mut in_use: Vec<IpNet> = others
+                .iter()
+                .flat_map(|n| n.ipam.iter().map(|s| s.subnet))
+                .collect();
+            in_use.extend(self.kernel.host()?.prefixes_in_use()?);
+            network.ipam.push(ipam::validate_subnet(
+                ipam::next_free_subnet(&in_use)?,
+                None,
+                None,
+            )?);
+        }
+        let ctx = NetworkContext {
+            network: &network,
+            kernel: &self.kernel,
+            firewall: &self.firewall,
+            state: &locked,
+        };
+        driver.create_network(&ctx)?;
+        if let Err(e) = locked.save_network(&network) {
+            let _ = driver.teardown_network(&ctx);
+            return Err(e.into());
+        }
         Ok(network)
+    }
+
+    /// What the driver of `network` has to tell the user about it, once created.
+    pub fn create_note(&self, network: &Network) -> Option<String> {
+        drivers::find(&network.driver).and_then(|d| d.create_note(network))
     }
 
     /// Removes a network that no container uses: its kernel objects, then its definition.
@@ -355,6 +371,7 @@ impl Netlib {
             network,
             kernel: &self.kernel,
             firewall: &self.firewall,
+            state: locked,
         });
         if !errors.is_empty() {
             // Keep the definition: removing again retries the teardown.
@@ -481,11 +498,14 @@ impl Netlib {
             });
         }
 
-        driver.setup_network(&NetworkContext {
+        let network_ctx = NetworkContext {
             network: &network,
             kernel: &self.kernel,
             firewall: &self.firewall,
-        })?;
+            state: &locked,
+        };
+        driver.setup_network(&network_ctx)?;
+        let mac = driver.endpoint_mac(&network_ctx, mac)?;
 
         let mut undo = Rollback::default();
         let before = sandbox.clone();
@@ -557,7 +577,8 @@ impl Netlib {
             } else {
                 String::new()
             },
-            host_interface: has_link.then(|| format!("veth{}", &endpoint_id[..7])),
+            host_interface: (has_link && driver.host_side_link())
+                .then(|| format!("veth{}", &endpoint_id[..7])),
             default_route: has_link
                 && !network.internal
                 && network.ipam.iter().any(|s| s.gateway.is_some())

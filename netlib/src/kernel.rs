@@ -15,9 +15,14 @@ use std::path::{Path, PathBuf};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkFlags};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, IpVlanMode, LinkAttribute, LinkFlags, LinkMessage, MacVlanMode,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteScope};
+use rtnetlink::{
+    Handle, LinkBridge, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan,
+    RouteMessageBuilder,
+};
 use tokio::runtime::Runtime;
 
 use crate::netns::{self, NetnsError};
@@ -36,10 +41,22 @@ pub enum KernelError {
 
 type Result<T> = std::result::Result<T, KernelError>;
 
+impl KernelError {
+    /// The errno the kernel answered with, for callers that tell answers apart.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            KernelError::Netlink { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
 const ENOENT: i32 = libc::ENOENT;
 const ENODEV: i32 = libc::ENODEV;
 const EEXIST: i32 = libc::EEXIST;
 const ESRCH: i32 = libc::ESRCH;
+const EINVAL: i32 = libc::EINVAL;
+const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
 
 /// The errno of a failed rtnetlink request, as an `io::Error`.
 fn to_io(e: rtnetlink::Error) -> io::Error {
@@ -170,6 +187,60 @@ pub struct VethSpec<'a> {
     pub mtu: Option<u32>,
 }
 
+/// A macvlan or ipvlan link: a child of a parent link, with its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    MacVlan(MacVlanMode),
+    IpVlan(IpVlanMode),
+}
+
+impl ChildKind {
+    /// The kernel's name of the link kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChildKind::MacVlan(_) => "macvlan",
+            ChildKind::IpVlan(_) => "ipvlan",
+        }
+    }
+}
+
+/// What a new macvlan/ipvlan child looks like: on a parent of the host, born in a sandbox.
+pub struct ChildSpec<'a> {
+    pub kind: ChildKind,
+    /// Index of the parent link in the namespace of the connection that makes the child.
+    pub parent: u32,
+    /// Its name in the sandbox (`ethN`).
+    pub name: &'a str,
+    /// The sandbox's namespace (an open nsfs file).
+    pub netns: &'a File,
+    /// Its own MAC address; `None` keeps the kernel's choice (ipvlan and macvlan
+    /// passthru children carry the parent's, which must not be changed through them).
+    pub mac: Option<[u8; 6]>,
+}
+
+/// What rbox reads of an existing link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkDetails {
+    pub index: u32,
+    pub up: bool,
+    /// Its Ethernet address, when it has one.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl LinkDetails {
+    fn from_message(msg: &LinkMessage) -> LinkDetails {
+        let mac = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+            _ => None,
+        });
+        LinkDetails {
+            index: msg.header.index,
+            up: msg.header.flags.contains(LinkFlags::Up),
+            mac,
+        }
+    }
+}
+
 /// One rtnetlink connection, in the host's namespace or a sandbox's.
 pub struct Links<'k> {
     rt: &'k Runtime,
@@ -195,6 +266,11 @@ impl Links<'_> {
 
     /// Index of link `name` and whether it is up, if it exists.
     pub fn link(&self, name: &str) -> Result<Option<(u32, bool)>> {
+        Ok(self.details(name)?.map(|d| (d.index, d.up)))
+    }
+
+    /// Index, state and MAC address of link `name`, if it exists.
+    pub fn details(&self, name: &str) -> Result<Option<LinkDetails>> {
         let req = self
             .handle
             .link()
@@ -206,7 +282,7 @@ impl Links<'_> {
             req.try_next().await
         });
         match res.map_err(to_io) {
-            Ok(msg) => Ok(msg.map(|m| (m.header.index, m.header.flags.contains(LinkFlags::Up)))),
+            Ok(msg) => Ok(msg.as_ref().map(LinkDetails::from_message)),
             Err(e) if matches!(errno(&e), ENODEV | ENOENT) => Ok(None),
             Err(source) => Err(KernelError::Netlink {
                 op: format!("look up link {name}"),
@@ -274,6 +350,77 @@ impl Links<'_> {
         )
     }
 
+    /// Creates the 802.1Q sub-interface `name` of link `base` for VLAN `id`, up; returns
+    /// its index.
+    pub fn create_vlan(&self, name: &str, base: u32, id: u16) -> Result<u32> {
+        self.run(
+            || format!("create VLAN sub-interface {name}"),
+            self.handle
+                .link()
+                .add(LinkVlan::new(name, base, id).up().build())
+                .execute(),
+        )?;
+        self.index(name)?.ok_or_else(|| KernelError::Netlink {
+            op: format!("create VLAN sub-interface {name}"),
+            source: io::Error::from_raw_os_error(ENODEV),
+        })
+    }
+
+    /// Creates a macvlan/ipvlan child of a parent in this namespace, born inside the
+    /// sandbox under its final name and up: one request (no temporary name, no move, no
+    /// rename), and nothing is ever left in the host's namespace.
+    pub fn create_child(&self, spec: &ChildSpec) -> Result<()> {
+        let fd = spec.netns.as_raw_fd();
+        let mut msg = match spec.kind {
+            ChildKind::MacVlan(mode) => LinkMacVlan::new(spec.name, spec.parent, mode)
+                .setns_by_fd(fd)
+                .up()
+                .build(),
+            ChildKind::IpVlan(mode) => LinkIpVlan::new(spec.name, spec.parent, mode)
+                .setns_by_fd(fd)
+                .up()
+                .build(),
+        };
+        if let Some(mac) = spec.mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        self.run(
+            || {
+                format!(
+                    "create {} link {} in the sandbox",
+                    spec.kind.name(),
+                    spec.name
+                )
+            },
+            self.handle.link().add(msg).execute(),
+        )
+    }
+
+    /// Whether the kernel has link kind `kind` (built in, loaded, or loaded on demand):
+    /// asks it to make such a link without a parent, which a kind it has refuses as
+    /// invalid and a kind it lacks as unsupported. Nothing is created. For kinds that
+    /// need a parent (vlan, macvlan, ipvlan).
+    pub fn has_link_kind(&self, kind: InfoKind) -> Result<bool> {
+        // No name either: a name in use would turn the request into a change of that link.
+        let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(kind.clone()).build();
+        match self
+            .rt
+            .block_on(self.handle.link().add(msg).execute())
+            .map_err(to_io)
+        {
+            Err(e) if errno(&e) == EOPNOTSUPP => Ok(false),
+            Err(e) if errno(&e) == EINVAL => Ok(true),
+            Err(source) => Err(KernelError::Netlink {
+                op: format!("probe link kind {kind}"),
+                source,
+            }),
+            Ok(()) => Err(KernelError::Netlink {
+                op: format!("probe link kind {kind}: a link was made without a parent"),
+                source: io::Error::from_raw_os_error(EINVAL),
+            }),
+        }
+    }
+
     /// Deletes link `name`; returns whether it existed.
     pub fn delete(&self, name: &str) -> Result<bool> {
         let Some(index) = self.index(name)? else {
@@ -325,6 +472,26 @@ impl Links<'_> {
         };
         self.run(
             || format!("add default route via {gateway}"),
+            self.handle.route().add(msg).execute(),
+        )
+    }
+
+    /// Adds a default route straight out of link `index` (no gateway: the link routes,
+    /// as an ipvlan l3 child does through its parent's namespace).
+    pub fn add_default_dev_route(&self, index: u32, ipv6: bool) -> Result<()> {
+        let msg = if ipv6 {
+            RouteMessageBuilder::<Ipv6Addr>::new()
+                .output_interface(index)
+                .scope(RouteScope::Link)
+                .build()
+        } else {
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .output_interface(index)
+                .scope(RouteScope::Link)
+                .build()
+        };
+        self.run(
+            || format!("add default route on link {index}"),
             self.handle.route().add(msg).execute(),
         )
     }

@@ -1,7 +1,8 @@
 //! rbox's networking, after Docker's Container Network Model: a [`Sandbox`] (a
 //! container's network namespace) holds one [`Endpoint`] per [`Network`] it joined;
 //! a [`drivers::Driver`] owns the kernel objects of its networks (`bridge`, `host`,
-//! `null`); IPAM, state, sandbox files and the firewall are shared by all drivers.
+//! `null`, `macvlan`, `ipvlan`); IPAM, state, sandbox files and the firewall are shared
+//! by all drivers.
 //!
 //! The engine uses [`Netlib`]; see `api.rs` for the calls and `store.rs` for the
 //! on-disk records other parts (DNS, port publishing) read.

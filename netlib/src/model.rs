@@ -26,7 +26,9 @@ pub struct Network {
     pub enable_ipv6: bool,
     /// Containers on the network resolve each other by name (user-defined networks).
     pub dns_enabled: bool,
-    /// Kernel link the driver owns for the network: the bridge (`rbox0`, `br-<12 hex>`).
+    /// The kernel link the network is built on: the bridge its driver owns (`rbox0`,
+    /// `br-<12 hex>`), or the parent of macvlan/ipvlan children (`eth1`, `eth1.100`),
+    /// which no other network may claim.
     pub interface: Option<String>,
     /// MTU of the network's links (`-o com.docker.network.driver.mtu`).
     pub mtu: Option<u32>,

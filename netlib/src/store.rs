@@ -11,6 +11,8 @@
 //!   file per network, replaced atomically (rename) whenever an endpoint joins or
 //!   leaves, so a reader never sees a partial file and can watch the directory.
 //! - `netlib/sandboxes/<container-id>.json`: a [`Sandbox`].
+//! - `netlib/links.json`: [`CreatedLinks`], the host links drivers made for networks
+//!   (a macvlan parent's VLAN sub-interface), which go with their network.
 //! - `netns/<container-id>`: the sandbox's pinned network namespace (see [`crate::netns`]).
 //!
 //! Every write goes to a temporary file in the same directory, then is renamed over the
@@ -56,6 +58,25 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkEndpoints {
     pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+/// Host links drivers made for networks (the VLAN sub-interface made as a macvlan or
+/// ipvlan parent), as opposed to links they found there, which are the user's and never
+/// removed. Volatile like the links themselves: after a reboot neither is left, and a
+/// link of the same name the user makes then is not taken for ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedLinks {
+    /// By link name.
+    pub links: BTreeMap<String, CreatedLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedLink {
+    /// The link's index when it was made: a link of that name with another index was
+    /// made by someone else since.
+    pub index: u32,
+    /// The network it was made for.
+    pub network_id: String,
 }
 
 /// Paths of netlib's state for one (simulated) host.
@@ -150,6 +171,10 @@ impl Store {
         read_json(&self.sandbox_path(container_id))
     }
 
+    pub fn created_links(&self) -> Result<CreatedLinks> {
+        Ok(read_json(&self.created_links_path())?.unwrap_or_default())
+    }
+
     /// Every sandbox record.
     pub fn sandboxes(&self) -> Result<Vec<Sandbox>> {
         let dir = self.run_dir.join("sandboxes");
@@ -177,6 +202,9 @@ impl Store {
         self.run_dir
             .join("endpoints")
             .join(format!("{network_id}.json"))
+    }
+    fn created_links_path(&self) -> PathBuf {
+        self.run_dir.join("links.json")
     }
     fn sandbox_path(&self, container_id: &str) -> PathBuf {
         self.run_dir
@@ -233,6 +261,16 @@ impl Locked<'_> {
 
     pub fn remove_sandbox(&self, container_id: &str) -> Result<()> {
         remove_file(&self.sandbox_path(container_id))
+    }
+
+    /// Writes the record of links drivers made; an empty one removes the file.
+    pub fn save_created_links(&self, links: &CreatedLinks) -> Result<()> {
+        let path = self.created_links_path();
+        if links.links.is_empty() {
+            remove_file(&path)
+        } else {
+            write_json(&path, links, false)
+        }
     }
 }
 

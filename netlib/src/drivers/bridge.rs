@@ -59,6 +59,10 @@ impl Driver for Bridge {
         "bridge"
     }
 
+    fn host_side_link(&self) -> bool {
+        true
+    }
+
     fn validate(&self, network: &mut Network, others: &[Network]) -> Result<(), DriverError> {
         let name = match network.options.get(OPT_BRIDGE_NAME) {
             Some(name) => name.clone(),

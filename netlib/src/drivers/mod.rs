@@ -14,13 +14,23 @@ use std::path::Path;
 use crate::firewall::{Firewall, FirewallError};
 use crate::kernel::{Kernel, KernelError};
 use crate::model::{Endpoint, Network};
+use crate::store::{Locked, StoreError};
 
 pub mod bridge;
 pub mod host;
+pub mod ipvlan;
+pub mod macvlan;
 pub mod null;
+mod parent;
 
 /// The registered drivers, by name.
-static DRIVERS: &[&dyn Driver] = &[&bridge::Bridge, &host::Host, &null::Null];
+static DRIVERS: &[&dyn Driver] = &[
+    &bridge::Bridge,
+    &host::Host,
+    &null::Null,
+    &macvlan::Macvlan,
+    &ipvlan::Ipvlan,
+];
 
 /// The driver called `name`.
 pub fn find(name: &str) -> Option<&'static dyn Driver> {
@@ -37,10 +47,23 @@ pub enum DriverError {
     /// Bad input at network creation; nothing was made.
     #[error("{0}")]
     Invalid(String),
+    /// The kernel lacks a feature the network needs (it answered "unknown device type").
+    #[error(
+        "{action}: this kernel has no {feature} (kernel module {module}); load it with `modprobe {module}` where the module is available, or {instead}"
+    )]
+    MissingKernelFeature {
+        action: String,
+        feature: &'static str,
+        module: &'static str,
+        /// What the user can do without it.
+        instead: &'static str,
+    },
     #[error(transparent)]
     Kernel(#[from] KernelError),
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Which network namespace a driver's endpoints live in.
@@ -57,6 +80,9 @@ pub struct NetworkContext<'a> {
     pub network: &'a Network,
     pub kernel: &'a Kernel,
     pub firewall: &'a Firewall,
+    /// netlib's state, locked: where a driver records the host links it made for the
+    /// network ([`crate::store::CreatedLinks`]).
+    pub state: &'a Locked<'a>,
 }
 
 /// What a driver is given to create or remove one endpoint.
@@ -99,9 +125,39 @@ pub trait Driver: Send + Sync {
         true
     }
 
+    /// Whether an endpoint has a link of its own in the host's namespace (a veth's host
+    /// side, which the core names `veth<7 hex>`).
+    fn host_side_link(&self) -> bool {
+        false
+    }
+
     /// Checks and completes a new network's definition (driver options, link names)
     /// against the `others` that exist. Makes no kernel change.
     fn validate(&self, network: &mut Network, others: &[Network]) -> Result<(), DriverError>;
+
+    /// Called once when the network is created, after [`validate`](Self::validate),
+    /// under the state lock: checks the definition against the kernel (links it names,
+    /// features it needs) and makes what must exist from the start. On error it leaves
+    /// nothing it made. Default: nothing; kernel objects come with the first join.
+    fn create_network(&self, _ctx: &NetworkContext) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    /// A note for the user about a network just created (`network create` prints it).
+    fn create_note(&self, _network: &Network) -> Option<String> {
+        None
+    }
+
+    /// The MAC address a new endpoint gets, given `--mac-address` (`requested`); `None`
+    /// lets the core make one from its IPv4 address (`02:42:<address>`). Called after
+    /// [`setup_network`](Self::setup_network). Default: the request.
+    fn endpoint_mac(
+        &self,
+        _ctx: &NetworkContext,
+        requested: Option<[u8; 6]>,
+    ) -> Result<Option<[u8; 6]>, DriverError> {
+        Ok(requested)
+    }
 
     /// Makes the network's kernel objects exist: called (under the state lock) before
     /// each join, so it must be idempotent and quick when everything is there. On error

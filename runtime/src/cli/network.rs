@@ -111,6 +111,9 @@ pub fn run(global: &GlobalOptions, command: NetworkCommand) -> Result<ExitCode> 
         NetworkCommand::Create(_) => {
             let network = netlib.create_network(create.expect("parsed above"))?;
             println!("{}", network.id);
+            if let Some(note) = netlib.create_note(&network) {
+                eprintln!("rbox: {note}");
+            }
         }
         NetworkCommand::Ls(args) => ls(&netlib, &args, &filters)?,
         NetworkCommand::Inspect(args) => return inspect(&netlib, &args.networks),
