@@ -113,7 +113,6 @@ fn remove_all(netlib: &Netlib, sandboxes: &[&String], networks: &[&str]) {
     for id in sandboxes {
         netlib.destroy_sandbox(id).unwrap();
     }
-    publish_names(netlib);
     for name in networks {
         netlib.remove_network(name).unwrap();
     }
@@ -217,7 +216,6 @@ fn macvlan_networks_on_vlans_of_a_trunk() {
         "server200's neighbour: {neigh}"
     );
 
-    publish_names(&netlib);
     assert_eq!(lookup(&pa, "b"), ["10.0.0.3"]);
     assert_eq!(
         lookup(&pc, "a"),
@@ -347,7 +345,6 @@ fn ipvlan_l2_and_l3_on_vlans_of_a_trunk() {
         "ping -c1 -W5 192.168.3.50 >&2 && ping -c1 -W3 192.168.3.1 >&2 && ping -c1 -W3 10.0.0.50",
     );
 
-    publish_names(&netlib);
     assert_eq!(lookup(&pa, "b"), ["10.0.0.3"]);
     assert_eq!(lookup(&pin(&netlib, &d), "e"), ["10.10.200.3"]);
 

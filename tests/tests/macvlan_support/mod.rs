@@ -11,8 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use netlib::dns::resolv::HostResolvConf;
-use netlib::dns::{EndpointNames, NetworkRecords, SandboxView, Snapshot};
+use netlib::dns::ResponderCommand;
 use netlib::model::new_id;
 use netlib::{Endpoint, EndpointConfig, Netlib, SandboxConfig};
 use rbox_tests::{Host, bin, expect_ok};
@@ -85,8 +84,17 @@ pub fn rbox(args: &[&str]) -> std::process::Output {
     Command::new(bin("rbox")).args(args).output().unwrap()
 }
 
+/// Netlib on the lab host's default paths; the DNS responder it starts is rbox's.
 pub fn open() -> Netlib {
-    Netlib::open(Path::new("/var/lib/rbox"), Path::new("/run/rbox")).unwrap()
+    let (root, runroot) = (Path::new("/var/lib/rbox"), Path::new("/run/rbox"));
+    let mut netlib = Netlib::open(root, runroot).unwrap();
+    netlib.set_dns_responder(ResponderCommand::rbox(
+        bin("rbox"),
+        root,
+        runroot,
+        std::iter::empty::<&str>(),
+    ));
+    netlib
 }
 
 /// A sandbox for a new container with hostname `name`; returns its id.
@@ -127,67 +135,6 @@ pub fn host_links() -> Vec<String> {
         .split_whitespace()
         .map(String::from)
         .collect()
-}
-
-/// Makes the embedded DNS responder serve netlib's current endpoints.
-///
-/// STAND-IN until branch `dnsglue` is in main: then `Netlib::join`/`leave` feed the
-/// responder themselves and labs call nothing. Until then this builds the same
-/// [`Snapshot`] from netlib's state (every sandbox, the names of every DNS-enabled
-/// network, the host's upstream servers) and hands it to `rbox internal-dns sync`.
-pub fn publish_names(netlib: &Netlib) {
-    let host = HostResolvConf::read_host().unwrap();
-    let networks = netlib.networks().unwrap();
-    let mut snapshot = Snapshot::default();
-    let mut sandboxes = std::collections::BTreeMap::<String, SandboxView>::new();
-    for network in &networks {
-        let endpoints = netlib.endpoints(network).unwrap();
-        for ep in &endpoints {
-            let view = sandboxes
-                .entry(ep.container_id.clone())
-                .or_insert_with(|| SandboxView {
-                    id: ep.container_id.clone(),
-                    netns_path: ep.netns.clone().unwrap(),
-                    networks: Vec::new(),
-                    upstreams: host.upstreams.clone(),
-                    search: host.search.clone(),
-                });
-            view.networks.push(network.id.clone());
-        }
-        snapshot.networks.push(NetworkRecords {
-            id: network.id.clone(),
-            name: network.name.clone(),
-            dns_enabled: network.dns_enabled,
-            endpoints: endpoints
-                .iter()
-                .map(|ep| EndpointNames {
-                    names: ep.names().into_iter().map(String::from).collect(),
-                    ipv4: ep.ipv4().and_then(|a| match a.addr() {
-                        std::net::IpAddr::V4(v4) => Some(v4),
-                        std::net::IpAddr::V6(_) => None,
-                    }),
-                    ipv6: None,
-                })
-                .collect(),
-        });
-    }
-    snapshot.sandboxes = sandboxes.into_values().collect();
-    let path = "/run/lab-dns-snapshot.json";
-    std::fs::write(path, serde_json::to_vec(&snapshot).unwrap()).unwrap();
-    // Under emulation (the VM) the responder's first start can outlast its client's
-    // wait; it goes on starting, and a second sync finds it.
-    for attempt in 1.. {
-        let out = rbox(&["internal-dns", "sync", "--snapshot", path]);
-        if out.status.success() || attempt == 3 {
-            expect_ok("rbox internal-dns sync", out);
-            break;
-        }
-        let log = std::fs::read_to_string("/run/rbox/dns/responder.log").unwrap_or_default();
-        eprintln!(
-            "rbox internal-dns sync, attempt {attempt}: {}\nresponder.log:\n{log}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
 }
 
 /// `nslookup -type=a NAME 127.0.0.11` from inside a sandbox (busybox, as a container would ask):
