@@ -225,8 +225,10 @@ fn start(
     });
     match report {
         Some(report) => {
-            // Reap it whenever it exits, should this process live that long.
-            std::thread::spawn(move || child.wait());
+            // Not waited for: no reaping thread, as callers create containers, which
+            // needs a single-threaded process. A short command exits soon (init reaps
+            // the orphan); a container monitor reaps every child of its own.
+            drop(child);
             Ok(Some(report))
         }
         None => {

@@ -2,7 +2,9 @@
 //! start, all of it torn down at stop, `network connect`/`disconnect` on containers.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use netlib::dns::ResponderCommand;
 use netlib::{EndpointConfig, Netlib, SandboxConfig};
 
 use super::error::{Error, Result};
@@ -15,9 +17,26 @@ fn net_err(e: netlib::Error) -> Error {
     Error::Network(e.to_string())
 }
 
-/// Opens netlib on the engine's state.
+/// Opens netlib on the engine's state; the DNS responder it starts is this rbox.
 pub fn open(engine: &Engine) -> Result<Netlib> {
-    Netlib::open(&engine.root, &engine.runroot).map_err(net_err)
+    let mut netlib = Netlib::open(&engine.root, &engine.runroot).map_err(net_err)?;
+    netlib.set_dns_responder(dns_responder(
+        &engine.root,
+        &engine.runroot,
+        &engine.cgroup_parent,
+    ));
+    Ok(netlib)
+}
+
+/// This binary as the DNS responder of the state under `root` and `runroot`:
+/// `rbox --root R --runroot R --cgroup-parent P internal-dns serve`.
+pub fn dns_responder(root: &Path, runroot: &Path, cgroup_parent: &str) -> ResponderCommand {
+    ResponderCommand::rbox(
+        crate::oci::program_path(),
+        root,
+        runroot,
+        ["--cgroup-parent", cgroup_parent],
+    )
 }
 
 /// Checks what `--network`, `--ip` ask for against the networks that exist, before
