@@ -39,6 +39,35 @@ pub fn dns_responder(root: &Path, runroot: &Path, cgroup_parent: &str) -> Respon
     )
 }
 
+/// In a container's monitor, on a thread of its own: brings the DNS responder back
+/// whenever it dies while containers need it. The responder serves every container of
+/// this runroot; their monitors are what lives as long as they do.
+pub fn watch_dns(engine: &Engine) {
+    let root = engine.root.clone();
+    let runroot = engine.runroot.clone();
+    let cgroup_parent = engine.cgroup_parent.clone();
+    std::thread::spawn(move || {
+        loop {
+            if let Err(e) = netlib::dns::wait_until_gone(&runroot) {
+                eprintln!("rbox: cannot watch the DNS responder: {e}");
+                return;
+            }
+            let restarted = Netlib::open(&root, &runroot).and_then(|mut netlib| {
+                netlib.set_dns_responder(dns_responder(&root, &runroot, &cgroup_parent));
+                netlib.ensure_dns()
+            });
+            if let Err(e) = restarted {
+                eprintln!("rbox: cannot bring the DNS responder back: {e}");
+            }
+            // None runs: no container needs one (or it cannot start; the next command
+            // that changes a DNS network tries again).
+            if !netlib::dns::is_running(&runroot) {
+                return;
+            }
+        }
+    });
+}
+
 /// Checks what `--network`, `--ip` ask for against the networks that exist, before
 /// anything is created.
 pub fn validate(engine: &Engine, opts: &ContainerOptions) -> Result<()> {
