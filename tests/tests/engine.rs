@@ -117,7 +117,29 @@ fn process_settings() {
                 .any(|l| l.contains("10.1.2.3") && l.contains("db")),
         "{hosts}"
     );
-    assert!(hosts.contains("web-1"), "{hosts}");
+    // Without a network the hostname has no address to stand for (Docker writes none);
+    // on one, it names the container's address.
+    assert!(!hosts.contains("web-1"), "{hosts}");
+    let hosts = h.rbox_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "web-1",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts; ip -o -4 addr show eth0",
+    ]);
+    let ip = hosts
+        .split_whitespace()
+        .find_map(|w| w.split_once('/').map(|(a, _)| a.to_string()))
+        .unwrap_or_default();
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with(&format!("{ip}\t")) && l.contains("web-1")),
+        "{hosts}"
+    );
     // PID 1 in a new PID namespace; the host's processes are not visible.
     assert_eq!(output(&h, &[], &["sh", "-c", "echo $$"]).trim(), "1");
 }

@@ -103,13 +103,16 @@ pub fn resolve_from(
                 })?,
         };
     }
-    let mut additional: Vec<u32> = match name {
-        Some(n) if grp.is_none() => group_entries(group)
-            .filter(|e| e.members.contains(&n) && e.gid != gid)
-            .map(|e| e.gid)
-            .collect(),
-        _ => Vec::new(),
-    };
+    // The primary group leads the supplementary ones, as Docker sets them since
+    // CVE-2022-36109: a group-denied file stays denied after setgroups.
+    let mut additional = vec![gid];
+    if let Some(n) = name.filter(|_| grp.is_none()) {
+        additional.extend(
+            group_entries(group)
+                .filter(|e| e.members.contains(&n) && e.gid != gid)
+                .map(|e| e.gid),
+        );
+    }
     additional.dedup();
     Ok((ResolvedUser { uid, gid }, additional))
 }
@@ -120,7 +123,7 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<(ResolvedUser, Vec<u32>), St
         || spec == "0"
         || spec == "root" && read_in_root(rootfs, "etc/passwd").is_none()
     {
-        return Ok((ResolvedUser::default(), Vec::new()));
+        return Ok((ResolvedUser::default(), vec![0]));
     }
     let passwd = read_in_root(rootfs, "etc/passwd").unwrap_or_default();
     let group = read_in_root(rootfs, "etc/group").unwrap_or_default();
@@ -138,7 +141,7 @@ mod tests {
     #[test]
     fn users_and_groups() {
         let r = |s| resolve_from(s, PASSWD, GROUP).unwrap();
-        assert_eq!(r(""), (ResolvedUser { uid: 0, gid: 0 }, vec![]));
+        assert_eq!(r(""), (ResolvedUser { uid: 0, gid: 0 }, vec![0]));
         assert_eq!(
             r("alice"),
             (
@@ -146,7 +149,7 @@ mod tests {
                     uid: 1000,
                     gid: 1000
                 },
-                vec![10, 100]
+                vec![1000, 10, 100]
             )
         );
         assert_eq!(
@@ -156,7 +159,7 @@ mod tests {
                     uid: 1000,
                     gid: 1000
                 },
-                vec![10, 100]
+                vec![1000, 10, 100]
             )
         );
         assert_eq!(
@@ -166,11 +169,14 @@ mod tests {
                     uid: 65534,
                     gid: 100
                 },
-                vec![]
+                vec![100]
             )
         );
-        assert_eq!(r("4242"), (ResolvedUser { uid: 4242, gid: 0 }, vec![]));
-        assert_eq!(r("4242:77"), (ResolvedUser { uid: 4242, gid: 77 }, vec![]));
+        assert_eq!(r("4242"), (ResolvedUser { uid: 4242, gid: 0 }, vec![0]));
+        assert_eq!(
+            r("4242:77"),
+            (ResolvedUser { uid: 4242, gid: 77 }, vec![77])
+        );
         assert!(resolve_from("mallory", PASSWD, GROUP).is_err());
         assert!(resolve_from("alice:nosuch", PASSWD, GROUP).is_err());
     }
