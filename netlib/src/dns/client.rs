@@ -225,8 +225,10 @@ fn start(
     });
     match report {
         Some(report) => {
-            // Reap it whenever it exits, should this process live that long.
-            std::thread::spawn(move || child.wait());
+            // Not reaped by a thread: rbox creates containers after this, from a
+            // process that must stay single-threaded. A monitor reaps every child it
+            // has; when this process exits first, init (or a subreaper) does.
+            drop(child);
             Ok(Some(report))
         }
         None => {

@@ -73,7 +73,9 @@ pub fn run(global: &GlobalOptions, args: InternalDnsArgs) -> anyhow::Result<Exit
 /// This binary as the responder of the state the global options name:
 /// `rbox --root R --runroot R --cgroup-parent P internal-dns serve`.
 pub fn responder_command(global: &GlobalOptions) -> ResponderCommand {
-    let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbox"));
+    // Not current_exe(): a runtime that sealed itself (CVE-2019-5736) runs from a detached
+    // mount whose path reads "/"; the magic link still executes this very binary.
+    let program = PathBuf::from("/proc/self/exe");
     ResponderCommand::rbox(
         program,
         &global.root,
