@@ -22,6 +22,7 @@ image=$root/build/test-image/busybox.tar
 
 work=$(mktemp -d /tmp/rbox-bench.XXXXXX)
 podman_flags=(--root "$work"/podman-root --runroot /run/podman-bench --storage-driver overlay --cgroup-manager cgroupfs)
+export RBOX_ROOT=$work/rbox-root RBOX_RUNROOT=/run/rbox RBOX_CGROUP_PARENT=rbox-bench-$$
 trap 'cleanup' EXIT
 cleanup() {
     "$rbox" rm -f $("$rbox" ps -aq 2>/dev/null) >/dev/null 2>&1 || true
@@ -31,6 +32,10 @@ cleanup() {
         podman "${podman_flags[@]}" network rm -f benchnet >/dev/null 2>&1 || true
         podman "${podman_flags[@]}" system reset -f >/dev/null 2>&1 || true
     fi
+    "$rbox" internal-dns stop >/dev/null 2>&1 || true
+    for d in /sys/fs/cgroup/*/"$RBOX_CGROUP_PARENT" /sys/fs/cgroup/"$RBOX_CGROUP_PARENT"; do
+        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 
@@ -40,13 +45,25 @@ printf 'nameserver 192.0.2.53\n' > "$work"/resolv.conf
 mount --bind "$work"/resolv.conf /etc/resolv.conf
 ip link set lo up
 
-export RBOX_ROOT=$work/rbox-root RBOX_RUNROOT=/run/rbox RBOX_CGROUP_PARENT=rbox-bench-$$
 "$rbox" load -i "$image" >/dev/null
 "$rbox" network create benchnet >/dev/null
 
-# podman: its own storage, state and containers.conf (ulimits within this machine's).
+# podman: its own storage, state and containers.conf. The ulimits it gives containers
+# must fit this machine's hard limits (root lacks CAP_SYS_RESOURCE), and those of conmon,
+# which podman starts with nproc 32768; netavark, not the CNI default of this podman.
 nproc=$(ulimit -Hu)
-printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=%s:%s"]\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n' "$nproc" "$nproc" > "$work"/containers.conf
+[ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
+nofile=$(ulimit -Hn)
+[ "$nofile" = unlimited ] || [ "$nofile" -gt 1048576 ] && nofile=1048576
+cat > "$work"/containers.conf <<CONF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+[network]
+network_backend = "netavark"
+CONF
 export CONTAINERS_CONF=$work/containers.conf
 have_podman=
 if command -v podman >/dev/null; then
