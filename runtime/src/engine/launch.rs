@@ -142,10 +142,13 @@ fn start_steps(
     let o = &rec.options;
     let init = if o.init { Some(init_binary()?) } else { None };
 
-    let rootfs = engine
-        .images()?
-        .mount_rootfs(&rec.image.id, id)
-        .map_err(|e| Error::Image(e.to_string()))?;
+    let images = engine.images()?;
+    let rootfs = if o.auto_remove {
+        images.mount_rootfs_volatile(&rec.image.id, id)
+    } else {
+        images.mount_rootfs(&rec.image.id, id)
+    }
+    .map_err(|e| Error::Image(e.to_string()))?;
     engine.timing("rootfs");
     let net = network::setup(engine, rec, &dir)?;
     engine.timing("network");
