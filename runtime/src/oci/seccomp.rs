@@ -225,7 +225,7 @@ fn encode_cached(key: &[u8], p: &Program) -> Vec<u8> {
     let mut out = CACHE_MAGIC.to_vec();
     out.extend((key.len() as u64).to_le_bytes());
     out.extend(key);
-    out.extend((p.flags as u64).to_le_bytes());
+    out.extend(p.flags.to_le_bytes());
     out.extend(&p.bpf);
     out
 }
@@ -237,12 +237,12 @@ fn decode_cached(bytes: &[u8], key: &[u8]) -> Option<Program> {
     let rest = rest
         .strip_prefix(key)
         .filter(|_| u64::from_le_bytes(*len) == key.len() as u64)?;
-    let (flags, bpf) = rest.split_first_chunk::<8>()?;
+    let (flags, bpf) = rest.split_first_chunk::<{ std::mem::size_of::<libc::c_ulong>() }>()?;
     let insn = std::mem::size_of::<libc::sock_filter>();
     (!bpf.is_empty() && bpf.len() % insn == 0 && bpf.len() / insn <= u16::MAX as usize).then(|| {
         Program {
             bpf: bpf.to_vec(),
-            flags: u64::from_le_bytes(*flags) as libc::c_ulong,
+            flags: libc::c_ulong::from_le_bytes(*flags),
         }
     })
 }
