@@ -132,7 +132,9 @@ impl ImageStore {
             fs::create_dir_all(&p).at(&p)?;
         }
         let image_file = dir.join(IMAGE_FILE);
-        fsutil::write_atomic(&image_file, image.as_bytes()).at(&image_file)?;
+        // Which image the layer was made from, for a reader of the store: nothing
+        // depends on it surviving a crash.
+        fsutil::write_atomic_unsynced(&image_file, image.as_bytes()).at(&image_file)?;
         let merged = dir.join("merged");
         if is_mountpoint(&merged, &dir)? {
             return Ok(());
