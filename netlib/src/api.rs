@@ -141,9 +141,7 @@ impl Netlib {
     /// `PROGRAM --root ROOT --runroot RUNROOT internal-dns serve` (right when this
     /// program is rbox; others call [`set_dns_responder`](Self::set_dns_responder)).
     pub fn open(root: &Path, runroot: &Path) -> Result<Netlib> {
-        // Not current_exe(): a runtime that sealed itself (CVE-2019-5736) runs from a detached
-        // mount whose path reads "/"; the magic link still executes this very binary.
-        let program = PathBuf::from("/proc/self/exe");
+        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbox"));
         let netlib = Netlib {
             store: Store::open(root, runroot)?,
             runroot: runroot.to_path_buf(),
