@@ -77,6 +77,19 @@ impl ImageStore {
     /// records that the container holds the image (so `rmi` refuses to delete it).
     /// Mounting again (e.g. after a reboot) keeps the container's earlier changes.
     pub fn mount_rootfs(&self, image: &str, container: &str) -> Result<Rootfs> {
+        self.mount_rootfs_with(image, container, false)
+    }
+
+    /// [`mount_rootfs`](Self::mount_rootfs) for a container whose changes are thrown
+    /// away when it stops (`run --rm`): overlayfs's `volatile` option skips every sync
+    /// of the upper layer, the one its unmount does in particular (podman does the
+    /// same). After a host crash such an upper layer is not to be trusted; it is
+    /// discarded anyway. Kernels without the option (< 5.10) mount it plainly.
+    pub fn mount_rootfs_volatile(&self, image: &str, container: &str) -> Result<Rootfs> {
+        self.mount_rootfs_with(image, container, true)
+    }
+
+    fn mount_rootfs_with(&self, image: &str, container: &str, volatile: bool) -> Result<Rootfs> {
         check_container_id(container)?;
         let (image, newly_held) = self.index.update(|records| {
             let id = records.find(image)?.id.hex().to_string();
@@ -86,7 +99,7 @@ impl ImageStore {
         })?;
         let dir = self.rootfs_dir(container);
         let fresh = !dir.exists();
-        let result = self.mount_layers(&image.layers, &image.id.to_string(), container);
+        let result = self.mount_layers(&image.layers, &image.id.to_string(), container, volatile);
         match result {
             Ok(()) => Ok(Rootfs {
                 path: dir.join("merged"),
@@ -111,6 +124,7 @@ impl ImageStore {
         layers: &[crate::digest::Digest],
         image: &str,
         container: &str,
+        volatile: bool,
     ) -> Result<()> {
         let dir = self.rootfs_dir(container);
         for sub in ["upper", "work", "merged"] {
@@ -118,7 +132,9 @@ impl ImageStore {
             fs::create_dir_all(&p).at(&p)?;
         }
         let image_file = dir.join(IMAGE_FILE);
-        fsutil::write_atomic(&image_file, image.as_bytes()).at(&image_file)?;
+        // Which image the layer was made from, for a reader of the store: nothing
+        // depends on it surviving a crash.
+        fsutil::write_atomic_unsynced(&image_file, image.as_bytes()).at(&image_file)?;
         let merged = dir.join("merged");
         if is_mountpoint(&merged, &dir)? {
             return Ok(());
@@ -142,14 +158,28 @@ impl ImageStore {
             "lowerdir={},upperdir={rel}/upper,workdir={rel}/work",
             lower.join(":")
         );
-        if options.len() >= page_size() {
+        if options.len() + ",volatile".len() >= page_size() {
             return Err(RootfsError::TooManyLayers {
                 image: image.to_string(),
                 layers: layers.len(),
             }
             .into());
         }
-        mount_overlay_from(&self.dir, &options, &merged).map_err(|error| {
+        let mounted = if volatile {
+            // A volatile mount leaves a marker that makes overlayfs refuse the next
+            // mount of this upper layer; a disposable container mounted again (a
+            // restart) takes its layer as it is.
+            let _ = fs::remove_dir_all(dir.join("work/work/incompat/volatile"));
+            mount_overlay_from(&self.dir, &format!("{options},volatile"), &merged).or_else(|e| {
+                match e.raw_os_error() {
+                    Some(libc::EINVAL) => mount_overlay_from(&self.dir, &options, &merged),
+                    _ => Err(e),
+                }
+            })
+        } else {
+            mount_overlay_from(&self.dir, &options, &merged)
+        };
+        mounted.map_err(|error| {
             RootfsError::Mount {
                 container: container.to_string(),
                 error,

@@ -157,3 +157,23 @@ fn bad_container_ids_and_missing_images_leave_nothing() {
     assert!(!store.dir().join("rootfs/c1").exists());
     assert!(store.resolve("test/x").unwrap().containers.is_empty());
 }
+
+#[test]
+fn a_volatile_rootfs_is_mounted_volatile_and_can_be_mounted_again() {
+    let (_dir, store) = store_with("test/vol", &[layer(&[("etc/", b""), ("etc/a", b"one")])]);
+    let rootfs = store.mount_rootfs_volatile("test/vol", "vol").unwrap();
+    fs::write(rootfs.path.join("etc/a"), b"changed").unwrap();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.contains(rootfs.path.to_str().unwrap()))
+        .expect("the rootfs is mounted");
+    assert!(line.contains("volatile"), "{line}");
+
+    // overlayfs refuses a second mount of a volatile upper unless its marker goes.
+    store.unmount_rootfs("vol").unwrap();
+    let rootfs = store.mount_rootfs_volatile("test/vol", "vol").unwrap();
+    assert_eq!(fs::read(rootfs.path.join("etc/a")).unwrap(), b"changed");
+    store.remove_rootfs("vol").unwrap();
+    assert!(!rootfs.upper.exists());
+}

@@ -142,10 +142,13 @@ fn start_steps(
     let o = &rec.options;
     let init = if o.init { Some(init_binary()?) } else { None };
 
-    let rootfs = engine
-        .images()?
-        .mount_rootfs(&rec.image.id, id)
-        .map_err(|e| Error::Image(e.to_string()))?;
+    let images = engine.images()?;
+    let rootfs = if o.auto_remove {
+        images.mount_rootfs_volatile(&rec.image.id, id)
+    } else {
+        images.mount_rootfs(&rec.image.id, id)
+    }
+    .map_err(|e| Error::Image(e.to_string()))?;
     engine.timing("rootfs");
     let net = network::setup(engine, rec, &dir)?;
     engine.timing("network");
@@ -226,24 +229,41 @@ fn start_steps(
 /// state, its network, its rootfs mount, its socket. Keeps going after failures and
 /// returns them.
 pub fn teardown(engine: &Engine, id: &str) -> Vec<Error> {
+    teardown_with(engine, id, false)
+}
+
+/// [`teardown`]; with `discard_rootfs` the rootfs goes too, with its changes (a
+/// container about to be removed). Once the processes are gone, the rootfs is done in a
+/// second thread while the network comes down: neither waits for the other.
+fn teardown_with(engine: &Engine, id: &str, discard_rootfs: bool) -> Vec<Error> {
     let mut errors = Vec::new();
     if let Err(e) = runtime::delete(engine, id) {
         errors.push(e);
     }
     engine.timing("  oci delete");
-    if let Err(e) = network::teardown(engine, id) {
-        errors.push(e);
-    }
-    engine.timing("  network down");
-    match engine.images() {
-        Ok(images) => {
-            if let Err(e) = images.unmount_rootfs(id) {
-                errors.push(Error::Image(e.to_string()));
-            }
+    let images = engine.images().map_err(|e| errors.push(e)).ok();
+    let rootfs = std::thread::scope(|s| {
+        let rootfs = images.map(|images| {
+            s.spawn(move || {
+                if discard_rootfs {
+                    images.remove_rootfs(id)
+                } else {
+                    images.unmount_rootfs(id)
+                }
+            })
+        });
+        if let Err(e) = network::teardown(engine, id) {
+            errors.push(e);
         }
-        Err(e) => errors.push(e),
+        engine.timing("  network down");
+        rootfs.map(|t| t.join())
+    });
+    match rootfs {
+        Some(Ok(Err(e))) => errors.push(Error::Image(e.to_string())),
+        Some(Err(_)) => errors.push(Error::Other("the rootfs teardown panicked".into())),
+        _ => {}
     }
-    engine.timing("  unmount");
+    engine.timing("  rootfs");
     let run_dir = engine.store.run_dir(id);
     for f in [ATTACH_SOCKET, "config.json"] {
         let _ = std::fs::remove_file(run_dir.join(f));
@@ -294,13 +314,15 @@ pub fn supervise(engine: &Engine, id: &str, launched: Launched, local: Option<Lo
     };
     engine.timing("exited");
     let code = finished.exit_code;
-    let cgroup_parent = engine
+    let (cgroup_parent, auto_remove) = engine
         .store
         .load(id)
-        .map(|r| r.cgroup_parent)
+        .map(|r| (r.cgroup_parent, r.options.auto_remove))
         .unwrap_or_default();
     let oom = runtime::oom_killed(&cgroup_parent, id);
-    let errors = teardown(engine, id);
+    let errors = teardown_with(engine, id, auto_remove);
+    // With --rm the rootfs is gone already, unless removing it failed.
+    let rootfs_gone = auto_remove && errors.is_empty();
     engine.timing("teardown");
     let message: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     let rec = engine.store.update(id, |r| {
@@ -316,7 +338,11 @@ pub fn supervise(engine: &Engine, id: &str, launched: Launched, local: Option<Lo
     });
     if let Ok(rec) = rec
         && rec.options.auto_remove
-        && let Err(e) = remove_container(engine, id)
+        && let Err(e) = if rootfs_gone {
+            engine.store.remove(id)
+        } else {
+            remove_container(engine, id)
+        }
     {
         eprintln!(
             "rbox: cannot remove container {}: {e}",

@@ -1,8 +1,17 @@
 //! The config's seccomp profile, compiled with libseccomp to a BPF program in the caller
 //! (so a bad profile fails before anything is created, and the child has nothing to
 //! compute), then loaded in the container's process just before it runs the program.
+//!
+//! Compiling a large profile (Docker's) costs libseccomp milliseconds of CPU at every
+//! create and exec, so programs are kept in a cache under the state root, as crun does:
+//! a file per profile, named by the SHA-256 of what the program depends on (the profile,
+//! libseccomp's version, the architecture) and holding those bytes in full, so that a
+//! cached program is used only for exactly the input it was compiled from.
 
 use std::io::{Read, Seek};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -179,6 +188,83 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
     })
 }
 
+/// The directory of cached programs, under a state root (not a valid container id).
+pub const CACHE_DIR: &str = ".seccomp-cache";
+
+const CACHE_MAGIC: &[u8] = b"rbox-seccomp-cache-1\n";
+
+/// [`compile`], through the cache in `cache_dir` (made if missing). A cache that cannot
+/// be read or written only costs the compilation.
+pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &Path) -> Result<Program, SeccompError> {
+    check(s)?;
+    let key = cache_key(s);
+    let path = cache_dir.join(hex::encode(Sha256::digest(&key)));
+    if let Some(p) = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| decode_cached(&bytes, &key))
+    {
+        return Ok(p);
+    }
+    let program = compile(s)?;
+    let _ = write_cached(cache_dir, &path, &encode_cached(&key, &program));
+    Ok(program)
+}
+
+/// Everything the compiled program depends on.
+fn cache_key(s: &LinuxSeccomp) -> Vec<u8> {
+    let version = libseccomp::ScmpVersion::current()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let mut key = format!("{}\0{version}\0", std::env::consts::ARCH).into_bytes();
+    key.extend(serde_json::to_vec(s).expect("a seccomp profile serialises"));
+    key
+}
+
+/// magic, key length, key, flags, BPF.
+fn encode_cached(key: &[u8], p: &Program) -> Vec<u8> {
+    let mut out = CACHE_MAGIC.to_vec();
+    out.extend((key.len() as u64).to_le_bytes());
+    out.extend(key);
+    out.extend(p.flags.to_le_bytes());
+    out.extend(&p.bpf);
+    out
+}
+
+/// The program in a cache file, if the file holds exactly `key`'s and is whole.
+fn decode_cached(bytes: &[u8], key: &[u8]) -> Option<Program> {
+    let rest = bytes.strip_prefix(CACHE_MAGIC)?;
+    let (len, rest) = rest.split_first_chunk::<8>()?;
+    let rest = rest
+        .strip_prefix(key)
+        .filter(|_| u64::from_le_bytes(*len) == key.len() as u64)?;
+    let (flags, bpf) = rest.split_first_chunk::<{ std::mem::size_of::<libc::c_ulong>() }>()?;
+    let insn = std::mem::size_of::<libc::sock_filter>();
+    (!bpf.is_empty() && bpf.len() % insn == 0 && bpf.len() / insn <= u16::MAX as usize).then(|| {
+        Program {
+            bpf: bpf.to_vec(),
+            flags: libc::c_ulong::from_le_bytes(*flags),
+        }
+    })
+}
+
+fn write_cached(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    // Readers see no file or a whole one; they check it anyway.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
 /// The BPF program of a filter (libseccomp 2.5 exports only to a file descriptor).
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
     let fd = nix::sys::memfd::memfd_create(c"seccomp-bpf", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
@@ -249,6 +335,37 @@ mod tests {
             compile(&profile(v.clone())).unwrap(),
             compile(&profile(v)).unwrap()
         );
+    }
+
+    #[test]
+    fn the_cache_gives_the_compiled_program_for_the_same_profile_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join(CACHE_DIR);
+        let a = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]
+        }));
+        let b = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
+        }));
+        let first = compile_cached(&a, &cache).unwrap();
+        assert_eq!(first, compile(&a).unwrap());
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+        assert_eq!(compile_cached(&a, &cache).unwrap(), first);
+        assert_eq!(compile_cached(&b, &cache).unwrap(), compile(&b).unwrap());
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+        // A damaged or foreign file is not used (and is replaced).
+        for entry in std::fs::read_dir(&cache).unwrap() {
+            let path = entry.unwrap().path();
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.truncate(bytes.len() - 3);
+            std::fs::write(&path, bytes).unwrap();
+        }
+        assert_eq!(compile_cached(&a, &cache).unwrap(), first);
+        let key = cache_key(&a);
+        let other = encode_cached(&cache_key(&b), &compile(&b).unwrap());
+        assert_eq!(decode_cached(&other, &key), None);
     }
 
     #[test]

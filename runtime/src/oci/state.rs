@@ -129,6 +129,11 @@ impl StateDir {
         }
     }
 
+    /// The state root this directory is in.
+    pub fn state_root(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
     pub fn record_path(&self) -> PathBuf {
         self.path.join("state.json")
     }

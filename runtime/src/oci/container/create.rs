@@ -122,7 +122,10 @@ impl Runtime {
             _ => {}
         }
         let seccomp = match cfg.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(seccomp::compile(s)?),
+            Some(s) => Some(seccomp::compile_cached(
+                s,
+                &self.root.join(seccomp::CACHE_DIR),
+            )?),
             None => None,
         };
         let cgroups_path = match (&cfg.cgroups_path, self.systemd_cgroup) {

@@ -74,7 +74,10 @@ impl Container {
         }
         let spec = self.spec()?;
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(seccomp::compile(s)?),
+            Some(s) => Some(seccomp::compile_cached(
+                s,
+                &self.dir.state_root().join(seccomp::CACHE_DIR),
+            )?),
             None => None,
         };
         let pid = self.record.pid;
