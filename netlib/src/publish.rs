@@ -169,6 +169,9 @@ pub struct Target {
     pub container_ip: IpAddr,
     /// The bridge the container is on (gets `route_localnet`).
     pub interface: Option<String>,
+    /// The container's port on that bridge (gets `hairpin_mode`: with bridge netfilter,
+    /// the container's own packets to its published port are bridged back to it).
+    pub bridge_port: Option<String>,
 }
 
 /// The claim sockets of a container's host ports: hold them while the container runs.
@@ -268,6 +271,9 @@ impl Publisher {
         }
         if let Some(bridge) = &target.interface {
             set_route_localnet(bridge)?;
+        }
+        if let Some(port) = &target.bridge_port {
+            set_hairpin_mode(port)?;
         }
         let mut nft = Nft::open()?;
         let mut batch = Batch::new(FAMILY, TABLE);
@@ -474,6 +480,13 @@ fn set_route_localnet(interface: &str) -> Result<()> {
     let path = PathBuf::from(format!(
         "/proc/sys/net/ipv4/conf/{interface}/route_localnet"
     ));
+    fs::write(&path, "1").map_err(state_err("write", &path))
+}
+
+/// Lets the bridge send a frame back out of the port it came in by (a container reaching
+/// its own published port through a host address).
+fn set_hairpin_mode(port: &str) -> Result<()> {
+    let path = PathBuf::from(format!("/sys/class/net/{port}/brport/hairpin_mode"));
     fs::write(&path, "1").map_err(state_err("write", &path))
 }
 
@@ -689,6 +702,7 @@ mod kernel_tests {
             container_name: name.into(),
             container_ip: ip.parse().unwrap(),
             interface: None,
+            bridge_port: None,
         }
     }
 

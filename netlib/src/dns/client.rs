@@ -225,8 +225,10 @@ fn start(
     });
     match report {
         Some(report) => {
-            // Reap it whenever it exits, should this process live that long.
-            std::thread::spawn(move || child.wait());
+            // Not waited for here: a thread would make this process unable to create
+            // containers (they need a single-threaded caller); short-lived commands
+            // leave it to init, and monitors reap their children.
+            drop(child);
             Ok(Some(report))
         }
         None => {

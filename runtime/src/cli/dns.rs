@@ -73,7 +73,12 @@ pub fn run(global: &GlobalOptions, args: InternalDnsArgs) -> anyhow::Result<Exit
 /// This binary as the responder of the state the global options name:
 /// `rbox --root R --runroot R --cgroup-parent P internal-dns serve`.
 pub fn responder_command(global: &GlobalOptions) -> ResponderCommand {
-    let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbox"));
+    // Once sealed (oci::seal_current_exe), this binary runs from a detached mount whose
+    // path reads as "/": the spawned child then runs its own /proc/self/exe, this binary.
+    let program = std::env::current_exe()
+        .ok()
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
     ResponderCommand::rbox(
         program,
         &global.root,
