@@ -215,3 +215,193 @@ fn exposure_peer_keeps_its_source_and_only_published_ports_get_in() {
         format!("80/tcp -> {HOST_ADDR}:5000\n")
     );
 }
+
+#[test]
+fn udp_ranges_random_ports_and_publish_all() {
+    let (h, peer) = lab_with_peer("ports-forms");
+    // UDP: the test image's busybox nc has no -u, so the host's netcat-openbsd (with
+    // its libraries) runs in the container: it answers the first sender.
+    let nc = std::fs::canonicalize("/usr/bin/nc").unwrap();
+    let libs = std::fs::canonicalize("/lib/x86_64-linux-gnu").unwrap();
+    h.rbox_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "echo",
+        "-p",
+        "5353:7777/udp",
+        "-v",
+        &format!("{}:/nc:ro", nc.display()),
+        "-v",
+        &format!("{}:/lib/x86_64-linux-gnu:ro", libs.display()),
+        "-v",
+        "/lib64:/lib64:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo pong-udp | /nc -u -l 7777 > /tmp/got",
+    ]);
+    let udp = format!(
+        "python3 -c \"import socket; s=socket.socket(type=socket.SOCK_DGRAM); s.settimeout(1); s.sendto(b'ping', ('{HOST_ADDR}', 5353)); print(s.recv(100).decode())\""
+    );
+    assert!(
+        eventually(&peer, &format!("{udp} | grep -q pong-udp"), 10),
+        "no UDP answer through the published port; received: {}",
+        h.rbox_ok(&["exec", "echo", "cat", "/tmp/got"])
+    );
+    assert!(
+        h.rbox_ok(&["exec", "echo", "cat", "/tmp/got"])
+            .contains("ping")
+    );
+    assert_eq!(h.rbox_ok(&["port", "echo"]), "7777/udp -> 0.0.0.0:5353\n");
+    // A range, a random port on one address, and -P for the image's exposed port.
+    webserver(
+        &h,
+        "ranged",
+        &["-p", "8000-8002:80-82", "-p", "127.0.0.1::80"],
+    );
+    let lines = h.rbox_ok(&["port", "ranged"]);
+    let mut expected = vec![
+        "80/tcp -> 0.0.0.0:8000".to_string(),
+        "81/tcp -> 0.0.0.0:8001".to_string(),
+        "82/tcp -> 0.0.0.0:8002".to_string(),
+    ];
+    let random: u16 = lines
+        .lines()
+        .find_map(|l| l.strip_prefix("80/tcp -> 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no random port on 127.0.0.1 in:\n{lines}"))
+        .parse()
+        .unwrap();
+    assert_ne!(random, 0);
+    expected.insert(1, format!("80/tcp -> 127.0.0.1:{random}"));
+    assert_eq!(lines.lines().collect::<Vec<_>>(), expected);
+    wait_served(&h, 8000);
+    assert_eq!(fetch(&peer, HOST_ADDR, 8000), Some(PAGE.to_string()));
+    assert_eq!(fetch(&h, "127.0.0.1", random), Some(PAGE.to_string()));
+    assert_eq!(fetch(&peer, HOST_ADDR, 8001), None, "nothing listens on 81");
+    let ps = h.rbox_ok(&["ps"]);
+    assert!(ps.contains("0.0.0.0:8000-8002->80-82/tcp"), "{ps}");
+    // -P: the ports the container exposes (here the one -p publishes) on random ports.
+    webserver(&h, "all", &["-P", "-p", "127.0.0.1:9000:80/udp"]);
+    let lines = h.rbox_ok(&["port", "all"]);
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert_eq!(h.rbox_ok(&["port", "all", "80/udp"]), "127.0.0.1:9000\n");
+    let (_, err) = h.rbox_fails(&["port", "all", "81/tcp"]);
+    assert!(
+        err.contains("no public port '81/tcp' published for all"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_held_port_is_refused_clearly_and_nothing_is_left() {
+    let (h, _peer) = lab_with_peer("ports-conflict");
+    webserver(&h, "first", &["-p", "5000:80"]);
+    let table_before = nft_table(&h);
+    let containers_before = h.rbox_ok(&["ps", "-a", "-q"]);
+    // Another container on the same port (on one address of the wildcard too).
+    for spec in ["5000:80", "127.0.0.1:5000:81"] {
+        let (code, err) =
+            h.rbox_fails(&["run", "-d", "--rm", "-p", spec, "busybox", "sleep", "60"]);
+        assert_eq!(code, 125);
+        assert!(
+            err.contains("is held by container first"),
+            "-p {spec}: {err}"
+        );
+        assert_eq!(nft_table(&h), table_before, "-p {spec} left rules");
+        assert_eq!(h.rbox_ok(&["ps", "-a", "-q"]), containers_before);
+    }
+    // A host process cannot take the port from under the container.
+    assert!(
+        !h.sh(&bind_script(5000)).status.success(),
+        "the claim holds the port"
+    );
+    // A host listener on a port: a container asking for it is refused.
+    let mut listener = h
+        .command("python3")
+        .args([
+            "-c",
+            "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 6000)); s.listen(); time.sleep(60)",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(eventually(&h, &format!("! {}", bind_script(6000)), 5));
+    let (code, err) = h.rbox_fails(&[
+        "run", "-d", "--name", "second", "-p", "6000:80", "busybox", "sleep", "60",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("held by a host process"), "{err}");
+    assert!(
+        !err.contains('\n') || err.trim().lines().count() == 1,
+        "one sentence: {err}"
+    );
+    assert_eq!(
+        nft_table(&h),
+        table_before,
+        "a refused container left rules"
+    );
+    let ps = h.rbox_ok(&["ps", "-a"]);
+    let row = ps
+        .lines()
+        .find(|l| l.ends_with(" second"))
+        .unwrap_or_default();
+    assert!(!row.contains("Up "), "{ps}");
+    let _ = listener.kill();
+    let _ = listener.wait();
+}
+
+#[test]
+fn rules_and_claims_go_with_the_container_however_it_ends() {
+    let (h, peer) = lab_with_peer("ports-ends");
+    // A monitor killed with SIGKILL: the next rbox command reclaims its ports.
+    webserver(&h, "killed", &["-p", "5000:80"]);
+    wait_served(&h, 5000);
+    let v = inspect(&h, "killed");
+    let ip = v["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let monitor = h
+        .sh_ok(&format!("ps -o ppid= -p {}", v["State"]["Pid"]))
+        .trim()
+        .to_string();
+    h.sh_ok(&format!("kill -9 {monitor}"));
+    assert!(
+        nft_table(&h).contains(&ip),
+        "the rules stay until reclaimed"
+    );
+    h.rbox_ok(&["ps", "-a"]);
+    let table = nft_table(&h);
+    assert!(
+        !table.contains(&ip),
+        "rules left after a killed monitor:\n{table}"
+    );
+    h.sh_ok(&bind_script(5000));
+    // Its own exit, rm -f and kill: each removes the rules.
+    for (name, end) in [("exits", "exit"), ("removed", "rm"), ("signalled", "kill")] {
+        let flags = ["-p", "7000:80"];
+        if end == "exit" {
+            h.rbox_ok(&[
+                "run", "-d", "--name", name, "-p", "7000:80", "busybox", "sleep", "1",
+            ]);
+            assert!(nft_table(&h).contains(". 7000 :"));
+            h.rbox_ok(&["wait", name]);
+        } else {
+            webserver(&h, name, &flags);
+            wait_served(&h, 7000);
+            assert_eq!(fetch(&peer, HOST_ADDR, 7000), Some(PAGE.to_string()));
+            if end == "rm" {
+                h.rbox_ok(&["rm", "-f", name]);
+            } else {
+                h.rbox_ok(&["kill", name]);
+                h.rbox_ok(&["wait", name]);
+            }
+        }
+        let table = nft_table(&h);
+        assert!(
+            !table.contains(". 7000 :"),
+            "rules left after {end}:\n{table}"
+        );
+        h.sh_ok(&bind_script(7000));
+    }
+}

@@ -216,7 +216,9 @@ pub fn port_lines(rec: &ContainerRecord, filter: Option<&str>) -> Result<Vec<Str
 /// (`0.0.0.0:8000-8002->80-82/tcp`), as Docker shows them.
 pub fn column(rec: &ContainerRecord) -> String {
     let mut groups: Vec<(Binding, u16)> = Vec::new();
-    for b in published(rec) {
+    let mut bindings = published(rec);
+    bindings.sort_by_key(|b| (b.protocol, b.host_ip, b.container_port));
+    for b in bindings {
         if let Some((first, n)) = groups.last_mut()
             && first.host_ip == b.host_ip
             && first.protocol == b.protocol
@@ -256,12 +258,19 @@ mod tests {
     use crate::engine::options::parse_port;
 
     fn rec_with(ports: &[&str], exposed: &[&str], publish_all: bool) -> ContainerRecord {
-        let mut rec: ContainerRecord = serde_json::from_value(serde_json::json!({
-            "id": "0".repeat(64), "name": "web", "created": "2026-01-01T00:00:00Z",
-            "image": {"reference": "busybox", "id": "sha256:0"},
-            "config": {}, "options": {}, "cgroup_parent": "rbox", "state": {}
-        }))
-        .unwrap();
+        let mut rec = ContainerRecord {
+            id: "0".repeat(64),
+            name: "web".into(),
+            created: chrono::Utc::now(),
+            image: crate::engine::record::ImageInfo {
+                reference: "busybox".into(),
+                id: "sha256:0".into(),
+            },
+            config: Default::default(),
+            options: Default::default(),
+            cgroup_parent: "rbox".into(),
+            state: Default::default(),
+        };
         rec.options.ports = ports.iter().map(|p| parse_port(p).unwrap()).collect();
         rec.options.publish_all = publish_all;
         rec.config.exposed_ports = exposed.iter().map(|s| s.to_string()).collect();
@@ -314,7 +323,7 @@ mod tests {
         ];
         assert_eq!(
             column(&rec),
-            "0.0.0.0:5353->53/udp, 0.0.0.0:8000-8002->80-82/tcp"
+            "0.0.0.0:8000-8002->80-82/tcp, 0.0.0.0:5353->53/udp"
         );
         assert_eq!(port_lines(&rec, None).unwrap()[0], "53/udp -> 0.0.0.0:5353");
         assert_eq!(port_lines(&rec, Some("81")).unwrap(), ["0.0.0.0:8001"]);
