@@ -141,12 +141,7 @@ impl Netlib {
     /// `PROGRAM --root ROOT --runroot RUNROOT internal-dns serve` (right when this
     /// program is rbox; others call [`set_dns_responder`](Self::set_dns_responder)).
     pub fn open(root: &Path, runroot: &Path) -> Result<Netlib> {
-        // A sealed binary (run from a detached mount) reads as "/": the spawned child
-        // then runs its own /proc/self/exe, this program.
-        let program = std::env::current_exe()
-            .ok()
-            .filter(|p| p.is_file())
-            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        let program = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rbox"));
         let netlib = Netlib {
             store: Store::open(root, runroot)?,
             runroot: runroot.to_path_buf(),

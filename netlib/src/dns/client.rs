@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -100,6 +100,41 @@ pub fn ensure_running(runroot: &Path, command: &ResponderCommand) -> Result<(), 
 /// Whether a responder runs for this runroot.
 pub fn is_running(runroot: &Path) -> bool {
     responder_alive(&Paths::new(runroot))
+}
+
+/// Blocks until the responder now serving `runroot` exits (killed, or done); returns at
+/// once when none runs. A container monitor waits here to bring a killed one back.
+pub fn wait_until_gone(runroot: &Path) -> io::Result<()> {
+    let paths = Paths::new(runroot);
+    let stream = match UnixStream::connect(&paths.socket) {
+        Ok(stream) => stream,
+        Err(e) if absent(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // The peer's credentials are the listener's: the responder process itself.
+    let pid =
+        nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)?.pid();
+    drop(stream);
+    // SAFETY: pidfd_open(2) takes a pid and flags; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ESRCH) {
+            Ok(())
+        } else {
+            Err(e)
+        };
+    }
+    // SAFETY: the kernel returned this new descriptor; nothing else owns it.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    loop {
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => return Ok(()),
+        }
+    }
 }
 
 /// Stops the responder and waits until it is gone; false if none was running.
@@ -225,9 +260,9 @@ fn start(
     });
     match report {
         Some(report) => {
-            // Not waited for here: a thread would make this process unable to create
-            // containers (they need a single-threaded caller); short-lived commands
-            // leave it to init, and monitors reap their children.
+            // Not waited for: no reaping thread, as callers create containers, which
+            // needs a single-threaded process. A short command exits soon (init reaps
+            // the orphan); a container monitor reaps every child of its own.
             drop(child);
             Ok(Some(report))
         }

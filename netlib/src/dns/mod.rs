@@ -72,7 +72,7 @@ mod upstream;
 
 use std::path::PathBuf;
 
-pub use client::{ResponderCommand, ensure_running, is_running, stop, sync};
+pub use client::{ResponderCommand, ensure_running, is_running, stop, sync, wait_until_gone};
 pub use control::{SyncReport, UnboundSandbox};
 pub use netns::{PREFERRED_PORT, RESPONDER_ADDR};
 pub use server::{LoadError, ServeConfig, serve};

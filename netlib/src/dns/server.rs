@@ -52,6 +52,8 @@ const TCP_IO: Duration = Duration::from_secs(2);
 const NETNS_THREADS: usize = 4;
 /// Time a control client has to send its request and read the reply.
 const CONTROL_IO: Duration = Duration::from_secs(2);
+/// How often freed heap goes back to the system (a cheap call on a small heap).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// How the responder runs.
 #[derive(Debug, Clone)]
@@ -139,6 +141,7 @@ where
         loader,
         bound: HashMap::new(),
     };
+    tokio::spawn(return_freed_memory());
     let served = responder.reload().await;
     if let Ok(report) = &served {
         announce_ready(report);
@@ -150,6 +153,19 @@ where
     drop(listener);
     let _ = fs::remove_file(&paths.socket);
     served.map(drop)
+}
+
+/// Gives the heap that a burst of queries (a flood, many TCP clients) freed back to the
+/// system: glibc's allocator keeps it otherwise, and a long-lived responder would stay
+/// as big as its worst minute.
+async fn return_freed_memory() {
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        // SAFETY: malloc_trim(3) only releases free memory of the allocator's arenas.
+        unsafe { libc::malloc_trim(0) };
+    }
 }
 
 /// What every task shares.

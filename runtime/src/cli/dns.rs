@@ -70,21 +70,9 @@ pub fn run(global: &GlobalOptions, args: InternalDnsArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// This binary as the responder of the state the global options name:
-/// `rbox --root R --runroot R --cgroup-parent P internal-dns serve`.
+/// This binary as the responder of the state the global options name.
 pub fn responder_command(global: &GlobalOptions) -> ResponderCommand {
-    // Once sealed (oci::seal_current_exe), this binary runs from a detached mount whose
-    // path reads as "/": the spawned child then runs its own /proc/self/exe, this binary.
-    let program = std::env::current_exe()
-        .ok()
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-    ResponderCommand::rbox(
-        program,
-        &global.root,
-        &global.runroot,
-        ["--cgroup-parent", global.cgroup_parent.as_str()],
-    )
+    crate::engine::network::dns_responder(&global.root, &global.runroot, &global.cgroup_parent)
 }
 
 /// Moves this process into `<cgroup-parent>/rbox-dns` in every cgroup hierarchy mounted

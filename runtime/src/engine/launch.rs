@@ -275,8 +275,16 @@ pub fn supervise(engine: &Engine, id: &str, launched: Launched, local: Option<Lo
         lock,
         log,
     } = launched;
-    // Signals arrive through the pump's signalfd from now on.
+    // Signals arrive through the pump's signalfd from now on (threads started from
+    // here on inherit the mask).
     let _ = pump::handled_signals().thread_block();
+    if engine
+        .store
+        .load(id)
+        .is_ok_and(|r| !r.state.networks.is_empty())
+    {
+        network::watch_dns(engine);
+    }
     let finished = match Pump::new(pid, io, local, Some(listener), Some(log)) {
         Ok(p) => p.run(),
         Err(e) => {

@@ -2,7 +2,9 @@
 //! start, all of it torn down at stop, `network connect`/`disconnect` on containers.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use netlib::dns::ResponderCommand;
 use netlib::{EndpointConfig, Netlib, SandboxConfig};
 
 use super::error::{Error, Result};
@@ -15,9 +17,55 @@ fn net_err(e: netlib::Error) -> Error {
     Error::Network(e.to_string())
 }
 
-/// Opens netlib on the engine's state.
+/// Opens netlib on the engine's state; the DNS responder it starts is this rbox.
 pub fn open(engine: &Engine) -> Result<Netlib> {
-    Netlib::open(&engine.root, &engine.runroot).map_err(net_err)
+    let mut netlib = Netlib::open(&engine.root, &engine.runroot).map_err(net_err)?;
+    netlib.set_dns_responder(dns_responder(
+        &engine.root,
+        &engine.runroot,
+        &engine.cgroup_parent,
+    ));
+    Ok(netlib)
+}
+
+/// This binary as the DNS responder of the state under `root` and `runroot`:
+/// `rbox --root R --runroot R --cgroup-parent P internal-dns serve`.
+pub fn dns_responder(root: &Path, runroot: &Path, cgroup_parent: &str) -> ResponderCommand {
+    ResponderCommand::rbox(
+        crate::oci::program_path(),
+        root,
+        runroot,
+        ["--cgroup-parent", cgroup_parent],
+    )
+}
+
+/// In a container's monitor, on a thread of its own: brings the DNS responder back
+/// whenever it dies while containers need it. The responder serves every container of
+/// this runroot; their monitors are what lives as long as they do.
+pub fn watch_dns(engine: &Engine) {
+    let root = engine.root.clone();
+    let runroot = engine.runroot.clone();
+    let cgroup_parent = engine.cgroup_parent.clone();
+    std::thread::spawn(move || {
+        loop {
+            if let Err(e) = netlib::dns::wait_until_gone(&runroot) {
+                eprintln!("rbox: cannot watch the DNS responder: {e}");
+                return;
+            }
+            let restarted = Netlib::open(&root, &runroot).and_then(|mut netlib| {
+                netlib.set_dns_responder(dns_responder(&root, &runroot, &cgroup_parent));
+                netlib.ensure_dns()
+            });
+            if let Err(e) = restarted {
+                eprintln!("rbox: cannot bring the DNS responder back: {e}");
+            }
+            // None runs: no container needs one (or it cannot start; the next command
+            // that changes a DNS network tries again).
+            if !netlib::dns::is_running(&runroot) {
+                return;
+            }
+        }
+    });
 }
 
 /// Checks what `--network`, `--ip` ask for against the networks that exist, before

@@ -30,6 +30,20 @@ pub fn is_sealed() -> bool {
     seals >= 0 && seals & libc::F_SEAL_WRITE != 0
 }
 
+/// Where a sealed process's binary came from, for [`program_path`].
+const SEALED_FROM: &str = "RBOX_SEALED_FROM";
+
+/// The path of this program's binary, also when it runs sealed (from a mount or memfd
+/// without a path): to start another instance of it.
+pub fn program_path() -> std::path::PathBuf {
+    if is_sealed()
+        && let Some(path) = std::env::var_os(SEALED_FROM)
+    {
+        return path.into();
+    }
+    std::env::current_exe().unwrap_or_else(|_| "rbox".into())
+}
+
 /// Re-executes the current program (same arguments and environment) from a read-only
 /// view of its binary, unless it already runs from one. Call it first thing in `main`
 /// of any program that creates containers or executes processes in them; it returns
@@ -42,7 +56,12 @@ pub fn seal_current_exe() -> Result<(), Error> {
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()).expect("arguments have no NUL"))
         .collect();
+    // The sealed binary has no path (/proc/self/exe reads "/"); keep the original for
+    // programs this one starts later (the DNS responder).
+    let original = std::fs::read_link("/proc/self/exe").ok();
     let env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != SEALED_FROM)
+        .chain(original.map(|p| (SEALED_FROM.into(), p.into_os_string())))
         .map(|(k, v)| {
             let mut b = k.as_bytes().to_vec();
             b.push(b'=');
