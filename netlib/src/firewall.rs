@@ -11,9 +11,11 @@
 //!   chain postrouting {          # nat hook postrouting priority srcnat; policy accept
 //!     ip saddr 172.18.0.0/16 jump net-X-nat  comment "rbox-net:X"
 //!   }
-//!   chain net-X-in  { ct state established,related accept; iifname "br-X" accept; drop }
+//!   chain net-X-in  { ct status dnat accept; ct state established,related accept;
+//!                     iifname "br-X" accept; drop }
 //!   chain net-X-out { accept }   # `drop` for --internal networks
-//!   chain net-X-nat { oifname != "br-X" masquerade }   # absent for --internal networks
+//!   chain net-X-nat { oifname != "br-X" masquerade;       # absent for --internal networks
+//!                     oifname "br-X" ct status dnat masquerade }
 //! }
 //! ```
 //!
@@ -35,11 +37,10 @@
 //! only what our own chains accept (our `drop` verdicts stay final); nothing of the
 //! other tool's rules changes. Chains of legacy (non-nftables) iptables are out of reach.
 //!
-//! Port publishing plugs in without restructuring: it adds its own base chains to the
-//! table's base ([`TableBase`]: `prerouting` and `output`, nat, dstnat priority) with
-//! `ip daddr . th dport` DNAT maps (see the test `dnat_map_with_concatenated_keys`), a
-//! `ct status dnat accept` rule at the top of each `net-X-in` chain so that published
-//! ports (and only they) get in, and hairpin/localhost masquerading in `postrouting`.
+//! Published ports ([`crate::publish`]) have their own base chains and DNAT map in this
+//! table; here each `net-X-in` starts with `ct status dnat accept` so that published
+//! ports (and only they) get in from outside, and `net-X-nat` masquerades DNATed flows
+//! that go back out the network's own bridge (hairpin between two members).
 
 use ipnet::IpNet;
 
@@ -173,6 +174,11 @@ impl NetworkRules {
             comment: None,
         };
         if !self.internal {
+            // Published ports (DNATed by the publish chains) get in; nothing else does.
+            b.add_rule(&rule(
+                &in_chain,
+                [ct_status_dnat(), vec![verdict(Verdict::Accept)]].concat(),
+            ));
             b.add_rule(&rule(
                 &in_chain,
                 [
@@ -211,6 +217,18 @@ impl NetworkRules {
                 &nat_chain,
                 [
                     ifname(MetaKey::Oifname, CmpOp::Neq, &self.bridge),
+                    vec![Expr::Masquerade],
+                ]
+                .concat(),
+            ));
+            // Hairpin: a member reaching a published port of a container on this same
+            // network through a host address; without it the reply would go straight
+            // back over the bridge, un-NATed.
+            b.add_rule(&rule(
+                &nat_chain,
+                [
+                    ifname(MetaKey::Oifname, CmpOp::Eq, &self.bridge),
+                    ct_status_dnat(),
                     vec![Expr::Masquerade],
                 ]
                 .concat(),
@@ -379,6 +397,29 @@ impl Firewall {
 const CT_ESTABLISHED: u32 = 1 << 1;
 const CT_RELATED: u32 = 1 << 2;
 
+/// `IPS_DST_NAT`: the connection's destination was rewritten (a published port).
+const IPS_DST_NAT: u32 = 1 << 5;
+
+/// `ct status dnat`.
+pub(crate) fn ct_status_dnat() -> Vec<Expr> {
+    vec![
+        Expr::Ct {
+            key: CtKey::Status,
+            dreg: REG_1,
+        },
+        Expr::Bitwise {
+            reg: REG_1,
+            mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Neq,
+            data: vec![0; 4],
+        },
+    ]
+}
+
 fn verdict(v: Verdict) -> Expr {
     Expr::Verdict(v)
 }
@@ -403,7 +444,7 @@ fn ifname(key: MetaKey, op: CmpOp, name: &str) -> Vec<Expr> {
 }
 
 /// `ip saddr NET` / `ip6 saddr NET` (with the family check an inet table needs).
-fn saddr_in(net: &IpNet) -> Vec<Expr> {
+pub(crate) fn saddr_in(net: &IpNet) -> Vec<Expr> {
     let (nfproto, offset, addr, mask) = match net {
         IpNet::V4(n) => (
             2u8,
@@ -517,24 +558,36 @@ mod tests {
                 "add chain net-0123456789ab-nat"
             ]
         );
-        assert!(own[3].starts_with("add rule net-0123456789ab-in") && own[3].contains("State"));
-        assert!(own[4].starts_with("add rule net-0123456789ab-in") && own[4].contains("Iifname"));
-        assert!(own[5].starts_with("add rule net-0123456789ab-in") && own[5].contains("Drop"));
-        assert!(own[6].starts_with("add rule net-0123456789ab-out") && own[6].contains("Accept"));
+        assert!(
+            own[3].starts_with("add rule net-0123456789ab-in")
+                && own[3].contains("Status")
+                && own[3].contains("Accept"),
+            "published ports get in first"
+        );
+        assert!(own[4].starts_with("add rule net-0123456789ab-in") && own[4].contains("State"));
+        assert!(own[5].starts_with("add rule net-0123456789ab-in") && own[5].contains("Iifname"));
+        assert!(own[6].starts_with("add rule net-0123456789ab-in") && own[6].contains("Drop"));
+        assert!(own[7].starts_with("add rule net-0123456789ab-out") && own[7].contains("Accept"));
         assert_eq!(
-            own[7..9],
+            own[8..10],
             [
                 "add 1 element(s) to forward_in",
                 "add 1 element(s) to forward_out"
             ]
         );
         assert!(
-            own[9].starts_with("add rule net-0123456789ab-nat")
-                && own[9].contains("Masquerade")
-                && own[9].contains("Neq")
+            own[10].starts_with("add rule net-0123456789ab-nat")
+                && own[10].contains("Masquerade")
+                && own[10].contains("Neq")
         );
-        assert!(own[10].starts_with("add rule postrouting") && own[10].contains("[172, 18, 0, 0]"));
-        assert_eq!(own.len(), 11);
+        assert!(
+            own[11].starts_with("add rule net-0123456789ab-nat")
+                && own[11].contains("Status")
+                && own[11].contains("Masquerade"),
+            "hairpin"
+        );
+        assert!(own[12].starts_with("add rule postrouting") && own[12].contains("[172, 18, 0, 0]"));
+        assert_eq!(own.len(), 13);
     }
 
     #[test]
@@ -706,6 +759,8 @@ mod kernel_tests {
                 "type nat hook postrouting priority srcnat; policy accept;",
                 "ip saddr 172.18.0.0/16 jump net-aaaaaaaaaaaa-nat",
                 "ct state established,related accept",
+                "ct status dnat accept",
+                "oifname \"br-aaaaaaaaaaaa\" ct status dnat masquerade",
                 "oifname != \"br-aaaaaaaaaaaa\" masquerade",
                 "chain net-bbbbbbbbbbbb-out",
             ] {

@@ -19,6 +19,7 @@ pub mod kernel;
 pub mod model;
 pub mod netns;
 pub mod nft;
+pub mod publish;
 pub mod store;
 
 pub use api::{Error, Netlib, NetworkCreate, Result};

@@ -100,12 +100,21 @@ pub mod datatype {
     pub const VERDICT: u32 = 0xffff_ff00;
     pub const IPV4_ADDR: u32 = 7;
     pub const IPV6_ADDR: u32 = 8;
+    pub const INET_PROTOCOL: u32 = 12;
     pub const INET_SERVICE: u32 = 13;
     pub const IFNAME: u32 = 41;
     /// The type of a concatenation `a . b . ...`.
     pub fn concat(types: &[u32]) -> u32 {
         types.iter().fold(0, |acc, t| (acc << 6) | t)
     }
+}
+
+/// `fib` flags and results (`enum nft_fib_flags`, `enum nft_fib_result`).
+pub mod fib {
+    pub const F_DADDR: u32 = 1 << 1;
+    pub const RESULT_ADDRTYPE: u32 = 3;
+    /// `RTN_LOCAL`: an address of this host.
+    pub const RTN_LOCAL: u32 = 2;
 }
 
 /// Protocol family of a table.
@@ -238,6 +247,13 @@ pub enum Expr {
     },
     Counter,
     Masquerade,
+    /// A route lookup (`fib daddr type`): `result` of the lookup of the address `flags`
+    /// name, into `dreg`.
+    Fib {
+        flags: u32,
+        result: u32,
+        dreg: u32,
+    },
     /// NAT to the address (and port) held in registers.
     Nat {
         kind: NatKind,
@@ -984,6 +1000,18 @@ fn encode_expr(e: &mut Attrs, expr: &Expr) {
             }),
         ),
         Expr::Counter => ("counter", Attrs::default()),
+        Expr::Fib {
+            flags,
+            result,
+            dreg,
+        } => (
+            "fib",
+            Attrs::build(|a| {
+                a.u32(1, *dreg); // NFTA_FIB_DREG
+                a.u32(2, *result); // NFTA_FIB_RESULT
+                a.u32(3, *flags); // NFTA_FIB_FLAGS
+            }),
+        ),
         Expr::Masquerade => ("masq", Attrs::default()),
         Expr::Nat {
             kind,

@@ -85,8 +85,11 @@ fn containers_find_each_other_by_name_alias_and_hostname() {
         (0..6).map(|_| lookup(&h, "mybox", "web")).collect();
     assert!(orders.len() > 1, "no round robin: always {first:?}");
     // The hostname and the network-qualified name resolve too.
-    assert_eq!(lookup(&h, "web1", "boxhost"), [ip.clone()]);
-    assert_eq!(lookup(&h, "web1", "mybox.localnet"), [ip.clone()]);
+    assert_eq!(lookup(&h, "web1", "boxhost"), std::slice::from_ref(&ip));
+    assert_eq!(
+        lookup(&h, "web1", "mybox.localnet"),
+        std::slice::from_ref(&ip)
+    );
     // A stopped container's name stops resolving before `stop` returns.
     h.rbox_ok(&["stop", "-t", "0", "web2"]);
     assert_eq!(lookup(&h, "mybox", "web"), [ip_on(&h, "web1", "localnet")]);

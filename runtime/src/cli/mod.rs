@@ -13,6 +13,7 @@ mod dns;
 pub mod image;
 pub mod netconnect;
 pub mod network;
+mod port;
 pub mod ps;
 
 /// Exit status for an error of rbox itself (as Docker's 125).
@@ -84,6 +85,8 @@ pub enum Command {
     InternalDns(dns::InternalDnsArgs),
     #[command(flatten)]
     Image(image::ImageCommand),
+    /// List a container's published ports.
+    Port(port::PortArgs),
     /// Manage networks.
     Network {
         #[command(subcommand)]
@@ -124,5 +127,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::InternalDns(args) => dns::run(&global, args)?,
         Command::Image(c) => image::run(&global, c)?,
         Command::Network { command } => netconnect::run(&global, command)?,
+        Command::Port(args) => port::run(&global, args)?,
     })
 }

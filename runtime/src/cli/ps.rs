@@ -69,37 +69,9 @@ pub fn command(rec: &ContainerRecord, full: bool) -> String {
     format!("\"{cut}…\"")
 }
 
-/// The PORTS column: the published bindings (kept in the record; empty until netlib
-/// publishes ports).
+/// The PORTS column: the published bindings of a running container.
 pub fn ports(rec: &ContainerRecord) -> String {
-    if rec.state.status != Status::Running {
-        return String::new();
-    }
-    rec.options
-        .ports
-        .iter()
-        .filter_map(|p| {
-            let (a, b) = p.host_ports?;
-            let host_ip = p
-                .host_ip
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "0.0.0.0".into());
-            let range = |x: u16, y: u16| {
-                if x == y {
-                    x.to_string()
-                } else {
-                    format!("{x}-{y}")
-                }
-            };
-            Some(format!(
-                "{host_ip}:{}->{}/{}",
-                range(a, b),
-                range(p.container_ports.0, p.container_ports.1),
-                p.protocol.as_str()
-            ))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::engine::ports::column(rec)
 }
 
 /// One `--filter KEY=VALUE` of `ps`.

@@ -86,6 +86,7 @@ pub fn validate(engine: &Engine, opts: &ContainerOptions) -> Result<()> {
             id: ids::short(&id).to_string(),
         });
     }
+    super::ports::validate(opts)?;
     network::validate(engine, opts)
 }
 

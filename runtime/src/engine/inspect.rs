@@ -87,12 +87,26 @@ pub fn container(engine: &Engine, rec: &ContainerRecord) -> Value {
         .get(super::options::NETWORK_DEFAULT)
         .cloned()
         .unwrap_or_default();
-    let ports: Map<String, Value> = rec
+    // Docker's `NetworkSettings.Ports`: every exposed port, with its host bindings
+    // while the container runs (null when not published).
+    let mut ports: Map<String, Value> = rec
         .config
         .exposed_ports
         .iter()
         .map(|p| (p.clone(), Value::Null))
         .collect();
+    for b in super::ports::published(rec) {
+        let entry = json!({ "HostIp": b.host_ip.to_string(), "HostPort": b.host_port.to_string() });
+        match ports.entry(super::ports::port_key(b.container_port, b.protocol)) {
+            serde_json::map::Entry::Occupied(mut o) if o.get().is_array() => {
+                o.get_mut().as_array_mut().expect("an array").push(entry)
+            }
+            serde_json::map::Entry::Occupied(mut o) => *o.get_mut() = json!([entry]),
+            serde_json::map::Entry::Vacant(v) => {
+                v.insert(json!([entry]));
+            }
+        }
+    }
     let exposed: Map<String, Value> = rec
         .config
         .exposed_ports

@@ -20,7 +20,7 @@ use super::oci_config::{self, StartContext};
 use super::pump::{self, ContainerIo, Local, Pump};
 use super::record::Status;
 use super::runtime::{self, Stdio};
-use super::{Engine, network, user};
+use super::{Engine, network, ports, user};
 
 pub const MONITOR_LOCK: &str = "monitor.lock";
 pub const ATTACH_SOCKET: &str = "attach.sock";
@@ -152,6 +152,8 @@ fn start_steps(
     engine.timing("rootfs");
     let net = network::setup(engine, rec, &dir)?;
     engine.timing("network");
+    ports::setup(engine, rec, &net.attachments)?;
+    engine.timing("ports");
     let (user, additional_gids) =
         user::resolve(&rootfs.path, &rec.config.user).map_err(Error::Other)?;
     let spec = oci_config::build(
@@ -252,6 +254,9 @@ fn teardown_with(engine: &Engine, id: &str, discard_rootfs: bool) -> Vec<Error> 
                 }
             })
         });
+        if let Err(e) = ports::teardown(engine, id) {
+            errors.push(e);
+        }
         if let Err(e) = network::teardown(engine, id) {
             errors.push(e);
         }
@@ -333,6 +338,7 @@ pub fn supervise(engine: &Engine, id: &str, launched: Launched, local: Option<Lo
         r.state.pid = 0;
         r.state.monitor_pid = 0;
         r.state.networks.clear();
+        r.state.ports.clear();
         r.state.error = message.join("; ");
         Ok(r.clone())
     });

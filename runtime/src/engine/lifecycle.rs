@@ -63,6 +63,7 @@ fn reclaim(engine: &Engine, id: &str) -> Result<ContainerRecord> {
         r.state.pid = 0;
         r.state.monitor_pid = 0;
         r.state.networks.clear();
+        r.state.ports.clear();
         Ok(r.clone())
     })?;
     if rec.options.auto_remove && rec.state.status == Status::Exited {

@@ -29,6 +29,7 @@ pub mod logs;
 pub mod network;
 pub mod oci_config;
 pub mod options;
+pub mod ports;
 pub mod pump;
 pub mod record;
 pub mod runtime;

@@ -95,6 +95,9 @@ pub struct ContainerState {
     pub restart_count: u32,
     /// Attachments while running, by network name.
     pub networks: BTreeMap<String, Attachment>,
+    /// Published ports while running (host ports picked at start).
+    #[serde(default)]
+    pub ports: Vec<netlib::publish::Binding>,
 }
 
 /// One endpoint of the container, as `inspect` shows it.
