@@ -285,6 +285,39 @@ impl Host {
         }
     }
 
+    /// A stub DNS server of the lab (dnsmasq) in this host, at `address`, answering
+    /// `records` (dnsmasq's `/NAME/IP` forms: `/example.test/10.20.30.40`, `/invalid/`
+    /// for NXDOMAIN) and nothing else; `extra` are more dnsmasq options. It serves when
+    /// this returns, and stops when the result is dropped.
+    pub fn dns_stub(&self, address: &str, records: &[&str], extra: &[&str]) -> Background {
+        let stub = Background(
+            self.command("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--user=root",
+                    "--pid-file=",
+                    "--conf-file=/dev/null",
+                    "--bind-interfaces",
+                ])
+                .arg(format!("--listen-address={address}"))
+                .args(records.iter().map(|r| format!("--address={r}")))
+                .args(extra)
+                .spawn()
+                .expect("run dnsmasq"),
+        );
+        assert!(
+            self.wait_for(
+                &format!("ss -uln | grep -q {address}:53"),
+                Duration::from_secs(5)
+            ),
+            "[{}] dnsmasq did not start at {address}",
+            self.name
+        );
+        stub
+    }
+
     /// Every process belonging to this lab: those in its network or mount namespace,
     /// those in its cgroups, and all their descendants.
     fn processes(&self) -> Vec<u32> {
@@ -412,6 +445,16 @@ fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
         i += 1;
     }
     out
+}
+
+/// A process a lab started, killed and reaped when dropped.
+pub struct Background(pub Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Panics with the command's output unless it succeeded; returns its stdout.

@@ -6,9 +6,6 @@
 
 mod containers_support;
 
-use std::process::Child;
-use std::time::Duration;
-
 use containers_support::{eventually, ip_on, lab};
 use rbox_tests::Host;
 
@@ -130,16 +127,6 @@ fn names_stay_within_their_networks() {
 /// The responder's pid file in the lab host's runroot.
 const PID_FILE: &str = "/run/rbox/dns/responder.pid";
 
-/// Kills `child` when dropped.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn outside_names_go_upstream_and_a_killed_responder_comes_back() {
     let h = lab("cdns-upstream");
@@ -152,26 +139,7 @@ fn outside_names_go_upstream_and_a_killed_responder_comes_back() {
         "eth0",
         Some("10.98.0.53/24"),
     );
-    let _stub = Background(
-        peer.command("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--user=root",
-                "--pid-file=",
-                "--conf-file=/dev/null",
-                "--listen-address=10.98.0.53",
-                "--bind-interfaces",
-                "--address=/example.test/10.20.30.40",
-            ])
-            .spawn()
-            .unwrap(),
-    );
-    assert!(
-        peer.wait_for("ss -uln | grep -q 10.98.0.53:53", Duration::from_secs(5)),
-        "dnsmasq did not start"
-    );
+    let _stub = peer.dns_stub("10.98.0.53", &["/example.test/10.20.30.40"], &[]);
     h.set_resolv_conf("nameserver 10.98.0.53\n");
     h.rbox_ok(&["network", "create", "localnet"]);
     start(&h, "ca", &["--network", "localnet"]);

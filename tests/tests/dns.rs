@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -18,7 +18,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use netlib::dns::ResponderCommand;
 use netlib::model::new_id;
 use netlib::{EndpointConfig, Netlib, NetworkCreate, SandboxConfig};
-use rbox_tests::{Host, bin, expect_ok, test_image_dir};
+use rbox_tests::{Background, Host, bin, expect_ok, test_image_dir};
 
 const RESPONDER: &str = "127.0.0.11:53";
 const INNER: &str = "RBOX_LAB_INNER";
@@ -293,16 +293,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// A process of the lab, killed when dropped.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 // ---- the tests ----
 
 #[test]
@@ -563,26 +553,10 @@ fn upstream_lab(name: &str, test: &str) {
         Some("10.99.0.53/24"),
     );
     peer.sh_ok("ip addr add 10.99.0.54/24 dev eth0");
-    let _dnsmasq = Background(
-        peer.command("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--user=root",
-                "--pid-file=",
-                "--conf-file=/dev/null",
-                "--listen-address=10.99.0.53",
-                "--bind-interfaces",
-                "--address=/example.test/10.20.30.40",
-                "--address=/invalid/",
-            ])
-            .spawn()
-            .unwrap(),
-    );
-    assert!(
-        peer.wait_for("ss -uln | grep -q 10.99.0.53:53", Duration::from_secs(5)),
-        "dnsmasq did not start"
+    let _dnsmasq = peer.dns_stub(
+        "10.99.0.53",
+        &["/example.test/10.20.30.40", "/invalid/"],
+        &[],
     );
     host.set_resolv_conf("nameserver 10.99.0.53\n");
     run_inside(&host, test);

@@ -977,27 +977,11 @@ fn dns_forwards_other_names_to_the_hosts_upstream() {
         Some("10.99.0.53/24"),
     );
     let log = peer.dir().join("dnsmasq.log");
-    let mut dnsmasq = peer
-        .command("dnsmasq")
-        .args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--user=root",
-            "--pid-file=",
-            "--conf-file=/dev/null",
-            "--listen-address=10.99.0.53",
-            "--bind-interfaces",
-            "--address=/example.test/10.20.30.40",
-            "--address=/invalid/",
-            "--log-queries",
-        ])
-        .arg(format!("--log-facility={}", log.display()))
-        .spawn()
-        .unwrap();
-    assert!(
-        peer.wait_for("ss -uln | grep -q 10.99.0.53:53", Duration::from_secs(5)),
-        "dnsmasq did not start"
+    let log_option = format!("--log-facility={}", log.display());
+    let _dnsmasq = peer.dns_stub(
+        "10.99.0.53",
+        &["/example.test/10.20.30.40", "/invalid/"],
+        &["--log-queries", &log_option],
     );
     host.set_resolv_conf("nameserver 127.0.0.53\nnameserver 10.99.0.53\nsearch corp.example\n");
     let env = [("RBOX_LAB_LOG", log.display().to_string())];
@@ -1006,8 +990,6 @@ fn dns_forwards_other_names_to_the_hosts_upstream() {
         "dns_forwards_other_names_to_the_hosts_upstream",
         &env,
     );
-    dnsmasq.kill().unwrap();
-    dnsmasq.wait().unwrap();
 }
 
 fn forward_inner() {

@@ -15,7 +15,7 @@
 
 use netlink_packet_route::link::{InfoKind, IpVlanMode};
 
-use super::parent::{self, ChildPlan, DefaultRoute, KernelNeed, Parent};
+use super::parent::{self, ChildPlan, DefaultRoute, KernelNeed, Modes, Parent};
 use super::{Driver, DriverError, EndpointContext, NetworkContext};
 use crate::kernel::ChildKind;
 use crate::model::Network;
@@ -23,11 +23,14 @@ use crate::model::Network;
 /// `-o` key choosing the mode (Docker's).
 pub const OPT_MODE: &str = "ipvlan_mode";
 
-const MODES: &[(&str, IpVlanMode)] = &[
-    ("l2", IpVlanMode::L2),
-    ("l3", IpVlanMode::L3),
-    ("l3s", IpVlanMode::L3S),
-];
+const MODES: Modes<IpVlanMode> = Modes {
+    option: OPT_MODE,
+    known: &[
+        ("l2", IpVlanMode::L2),
+        ("l3", IpVlanMode::L3),
+        ("l3s", IpVlanMode::L3S),
+    ],
+};
 
 const IPVLAN: KernelNeed = KernelNeed {
     kind: InfoKind::IpVlan,
@@ -38,34 +41,13 @@ const IPVLAN: KernelNeed = KernelNeed {
 
 pub struct Ipvlan;
 
-impl Ipvlan {
-    fn mode(network: &Network) -> IpVlanMode {
-        let name = network.options.get(OPT_MODE).map_or("l2", String::as_str);
-        MODES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, m)| *m)
-            .expect("ipvlan networks are validated with a known mode")
-    }
-}
-
 impl Driver for Ipvlan {
     fn name(&self) -> &'static str {
         "ipvlan"
     }
 
     fn validate(&self, network: &mut Network, others: &[Network]) -> Result<(), DriverError> {
-        parent::validate(network, others, OPT_MODE)?;
-        let mode = network
-            .options
-            .entry(OPT_MODE.to_string())
-            .or_insert_with(|| "l2".into());
-        if !MODES.iter().any(|(n, _)| n == mode) {
-            return Err(DriverError::Invalid(format!(
-                "invalid ipvlan mode {mode:?} (-o {OPT_MODE}): l2 (the default), l3 or l3s"
-            )));
-        }
-        Ok(())
+        MODES.validate(network, others).map(drop)
     }
 
     fn create_network(&self, ctx: &NetworkContext) -> Result<(), DriverError> {
@@ -75,7 +57,7 @@ impl Driver for Ipvlan {
 
     fn create_note(&self, network: &Network) -> Option<String> {
         let parent = network.interface.as_deref().unwrap_or("its parent");
-        Some(if Self::mode(network) == IpVlanMode::L2 {
+        Some(if MODES.of(network) == IpVlanMode::L2 {
             format!(
                 "note: this host cannot reach the containers of ipvlan network {} through {parent} (ipvlan keeps a parent's own traffic apart from its children's)",
                 network.name
@@ -113,7 +95,7 @@ impl Driver for Ipvlan {
     }
 
     fn join(&self, ctx: &EndpointContext) -> Result<(), DriverError> {
-        let mode = Self::mode(ctx.network);
+        let mode = MODES.of(ctx.network);
         parent::join(
             ctx,
             &ChildPlan {
@@ -149,7 +131,7 @@ mod tests {
         assert!(Ipvlan.create_note(&n).unwrap().contains("cannot reach"));
         let mut l3 = network("ipvlan", &[(OPT_PARENT, "eth1"), (OPT_MODE, "l3")]);
         Ipvlan.validate(&mut l3, &[]).unwrap();
-        assert_eq!(Ipvlan::mode(&l3), IpVlanMode::L3);
+        assert_eq!(MODES.of(&l3), IpVlanMode::L3);
         let note = Ipvlan.create_note(&l3).unwrap();
         assert!(
             note.contains("route to 10.0.0.0/24 via this host's address on eth1"),

@@ -13,7 +13,7 @@
 
 use netlink_packet_route::link::{InfoKind, MacVlanMode};
 
-use super::parent::{self, ChildPlan, DefaultRoute, KernelNeed, Parent};
+use super::parent::{self, ChildPlan, DefaultRoute, KernelNeed, Modes, Parent};
 use super::{Driver, DriverError, EndpointContext, NetworkContext};
 use crate::kernel::ChildKind;
 use crate::model::Network;
@@ -21,12 +21,15 @@ use crate::model::Network;
 /// `-o` key choosing the mode (Docker's).
 pub const OPT_MODE: &str = "macvlan_mode";
 
-const MODES: &[(&str, MacVlanMode)] = &[
-    ("bridge", MacVlanMode::Bridge),
-    ("private", MacVlanMode::Private),
-    ("vepa", MacVlanMode::Vepa),
-    ("passthru", MacVlanMode::Passthrough),
-];
+const MODES: Modes<MacVlanMode> = Modes {
+    option: OPT_MODE,
+    known: &[
+        ("bridge", MacVlanMode::Bridge),
+        ("private", MacVlanMode::Private),
+        ("vepa", MacVlanMode::Vepa),
+        ("passthru", MacVlanMode::Passthrough),
+    ],
+};
 
 const MACVLAN: KernelNeed = KernelNeed {
     kind: InfoKind::MacVlan,
@@ -37,37 +40,13 @@ const MACVLAN: KernelNeed = KernelNeed {
 
 pub struct Macvlan;
 
-impl Macvlan {
-    fn mode(network: &Network) -> MacVlanMode {
-        let name = network
-            .options
-            .get(OPT_MODE)
-            .map_or("bridge", String::as_str);
-        MODES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, m)| *m)
-            .expect("macvlan networks are validated with a known mode")
-    }
-}
-
 impl Driver for Macvlan {
     fn name(&self) -> &'static str {
         "macvlan"
     }
 
     fn validate(&self, network: &mut Network, others: &[Network]) -> Result<(), DriverError> {
-        parent::validate(network, others, OPT_MODE)?;
-        let mode = network
-            .options
-            .entry(OPT_MODE.to_string())
-            .or_insert_with(|| "bridge".into());
-        if !MODES.iter().any(|(n, _)| n == mode) {
-            return Err(DriverError::Invalid(format!(
-                "invalid macvlan mode {mode:?} (-o {OPT_MODE}): bridge (the default), private, vepa or passthru"
-            )));
-        }
-        Ok(())
+        MODES.validate(network, others).map(drop)
     }
 
     fn create_network(&self, ctx: &NetworkContext) -> Result<(), DriverError> {
@@ -96,7 +75,7 @@ impl Driver for Macvlan {
         ctx: &NetworkContext,
         requested: Option<[u8; 6]>,
     ) -> Result<Option<[u8; 6]>, DriverError> {
-        if Self::mode(ctx.network) != MacVlanMode::Passthrough {
+        if MODES.of(ctx.network) != MacVlanMode::Passthrough {
             return Ok(requested);
         }
         // A passthru child carries the parent's address; setting one would change the parent's.
@@ -110,7 +89,7 @@ impl Driver for Macvlan {
     }
 
     fn join(&self, ctx: &EndpointContext) -> Result<(), DriverError> {
-        let mode = Self::mode(ctx.network);
+        let mode = MODES.of(ctx.network);
         let mac = match mode {
             MacVlanMode::Passthrough => None,
             _ => Some(
@@ -154,11 +133,11 @@ mod tests {
         let mut n = network("macvlan", &[(OPT_PARENT, "eth1")]);
         Macvlan.validate(&mut n, &[]).unwrap();
         assert_eq!(n.options.get(OPT_MODE).map(String::as_str), Some("bridge"));
-        assert_eq!(Macvlan::mode(&n), MacVlanMode::Bridge);
-        for (name, mode) in MODES {
+        assert_eq!(MODES.of(&n), MacVlanMode::Bridge);
+        for (name, mode) in MODES.known {
             let mut n = network("macvlan", &[(OPT_PARENT, "eth1"), (OPT_MODE, name)]);
             Macvlan.validate(&mut n, &[]).unwrap();
-            assert_eq!(Macvlan::mode(&n), *mode);
+            assert_eq!(MODES.of(&n), *mode);
         }
         let mut bad = network("macvlan", &[(OPT_PARENT, "eth1"), (OPT_MODE, "l2")]);
         let err = Macvlan.validate(&mut bad, &[]).unwrap_err().to_string();

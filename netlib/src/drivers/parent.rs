@@ -127,6 +127,52 @@ impl Parent {
     }
 }
 
+/// A driver's modes, chosen with `-o <option>=NAME`; the first one is the default.
+pub struct Modes<M: 'static> {
+    pub option: &'static str,
+    pub known: &'static [(&'static str, M)],
+}
+
+impl<M: Copy> Modes<M> {
+    /// What [`validate`] checks, and a known mode (the default one set when absent).
+    pub fn validate(
+        &self,
+        network: &mut Network,
+        others: &[Network],
+    ) -> Result<Parent, DriverError> {
+        let parent = validate(network, others, self.option)?;
+        let default = self.known[0].0;
+        let mode = network
+            .options
+            .entry(self.option.to_string())
+            .or_insert_with(|| default.into());
+        if self.named(mode).is_none() {
+            let names: Vec<&str> = self.known.iter().map(|(n, _)| *n).collect();
+            return Err(DriverError::Invalid(format!(
+                "invalid {} mode {mode:?} (-o {}): {} ({default} is the default)",
+                network.driver,
+                self.option,
+                names.join(", ")
+            )));
+        }
+        Ok(parent)
+    }
+
+    /// The mode of a validated network.
+    pub fn of(&self, network: &Network) -> M {
+        let name = network
+            .options
+            .get(self.option)
+            .map_or(self.known[0].0, String::as_str);
+        self.named(name)
+            .expect("networks are validated with a known mode")
+    }
+
+    fn named(&self, name: &str) -> Option<M> {
+        self.known.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+    }
+}
+
 /// Checks what macvlan and ipvlan networks share: known options only (`parent` and
 /// `mode_option`), a `--subnet`, and a valid parent that no other network uses. Sets the
 /// network's `interface` to the parent.
