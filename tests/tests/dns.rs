@@ -492,11 +492,11 @@ fn records_change_before_join_returns_and_no_query_is_lost() {
 }
 
 #[test]
-fn the_responder_exits_when_idle_and_comes_back_when_killed() {
+fn the_responder_lives_with_its_networks_and_comes_back_when_killed() {
     if !inner() {
         return run_inside(
             &Host::new("dns-life"),
-            "the_responder_exits_when_idle_and_comes_back_when_killed",
+            "the_responder_lives_with_its_networks_and_comes_back_when_killed",
         );
     }
     let netlib = open();
@@ -527,9 +527,16 @@ fn the_responder_exits_when_idle_and_comes_back_when_killed() {
     assert_ne!(responder_pid(), second);
     assert_eq!(a(&sb1, "web"), [web_addr]);
 
-    // Nothing left to serve: it exits.
+    // Its last container gone, it stays with the network: the next one finds it serving.
     let pid = responder_pid();
     netlib.destroy_sandbox(&sb1).unwrap();
+    assert!(!dies(pid), "responder gone while its network exists");
+    let (sb2, web2) = container(&netlib, "front", "web", &[]);
+    assert_eq!(responder_pid(), pid);
+    assert_eq!(a(&sb2, "web"), [web2]);
+    netlib.destroy_sandbox(&sb2).unwrap();
+    // The network removed, nothing is left to serve: it exits.
+    netlib.remove_network("front").unwrap();
     assert!(responder_gone(), "responder files left when idle");
     assert!(dies(pid), "responder still running when idle");
     // With nothing to serve, neither a sync nor an ensure leaves one running.

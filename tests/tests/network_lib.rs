@@ -901,11 +901,12 @@ fn dns_names_resolve_between_sandboxes_until_they_leave() {
     let again = join_as(&netlib, &b, "front", "db", &[]);
     assert!(resolves(&pa, &files_a, "db", &again));
 
-    // The last DNS sandbox gone, the responder exits.
+    // The responder lives with the network, not with its last sandbox.
     let pid = responder_pid().unwrap();
     netlib.destroy_sandbox(&a).unwrap();
-    assert!(alive(pid), "b still needs it");
     netlib.destroy_sandbox(&b).unwrap();
+    assert!(alive(pid), "the network still exists");
+    netlib.remove_network("front").unwrap();
     assert!(eventually(|| !alive(pid)), "responder still running");
     assert!(!Path::new("/run/rbox/dns/control.sock").exists());
     assert_no_sandbox_leftovers();
@@ -1120,8 +1121,10 @@ fn dns_reclaim_and_network_rm_drop_records() {
         &addr(&netlib.sandbox(&a).unwrap().unwrap().endpoints[0])
     ));
 
-    // The last one reclaimed: the responder exits.
+    // The last one reclaimed, the responder stays with its network, and goes with it.
     assert_eq!(netlib.reclaim(|_| false).unwrap(), [a]);
+    assert!(alive(pid), "responder gone while its network exists");
+    netlib.remove_network("front").unwrap();
     assert!(eventually(|| !alive(pid)), "responder still running");
     assert_no_sandbox_leftovers();
 }

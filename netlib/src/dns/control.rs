@@ -59,7 +59,7 @@ pub struct SyncReport {
     /// Sandboxes the responder could not listen in (e.g. their namespace is gone); it
     /// tries again at the next load.
     pub unbound: Vec<UnboundSandbox>,
-    /// No DNS-enabled sandbox is left, so the responder is exiting.
+    /// No DNS-enabled network is left, so the responder is exiting.
     pub exiting: bool,
 }
 

@@ -47,7 +47,8 @@
 //! returns. The responder rebuilds its table from the state ([`load`] reads it under the
 //! state lock: never a change half made), swaps it in atomically (queries are never
 //! dropped nor answered from a half-built table), binds new sandboxes and releases gone
-//! ones; with no DNS-enabled sandbox left it exits. Killed, it is brought back by the
+//! ones. It stays, idle, while a DNS-enabled network exists (its next container finds
+//! it serving), and exits with the last one. Killed, it is brought back by the
 //! next [`sync`] or by [`ensure_running`] (`Netlib::ensure_dns`), and binds every
 //! sandbox again from the state.
 //!
