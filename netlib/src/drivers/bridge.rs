@@ -5,6 +5,7 @@
 
 use ipnet::IpNet;
 
+use super::parent::DefaultRoute;
 use super::{Driver, DriverError, EndpointContext, NetworkContext};
 use crate::firewall::NetworkRules;
 use crate::ipam::{parse_mac, random_mac};
@@ -178,33 +179,11 @@ impl Driver for Bridge {
             peer_mac: mac,
             mtu: network.mtu,
         })?;
-        let configure = || -> Result<(), DriverError> {
-            let sandbox = ctx.kernel.sandbox(pin)?;
-            let index = sandbox.index(&ep.interface)?.ok_or_else(|| {
-                DriverError::Invalid(format!("{} did not appear in the sandbox", ep.interface))
-            })?;
-            for addr in &ep.addresses {
-                sandbox.add_address(index, *addr)?;
-            }
-            sandbox.set_up(index)?;
-            if ep.default_route {
-                for addr in &ep.addresses {
-                    let gateway = network
-                        .ipam
-                        .iter()
-                        .find(|s| s.subnet.contains(&addr.addr()))
-                        .and_then(|s| s.gateway);
-                    if let Some(gw) = gateway {
-                        sandbox.add_default_route(gw)?;
-                    }
-                }
-            }
-            Ok(())
-        };
-        configure().inspect_err(|_| {
-            // Deleting one end of a veth pair deletes both.
-            let _ = host.delete(host_if);
-        })
+        ctx.configure_in_sandbox(DefaultRoute::Gateway)
+            .inspect_err(|_| {
+                // Deleting one end of a veth pair deletes both.
+                let _ = host.delete(host_if);
+            })
     }
 
     fn leave(&self, ctx: &EndpointContext) -> Vec<DriverError> {

@@ -105,6 +105,41 @@ impl EndpointContext<'_> {
             DriverError::Invalid(format!("endpoint {} has no sandbox", self.endpoint.id))
         })
     }
+
+    /// Once the endpoint's link is in the sandbox: its addresses, up, and the default
+    /// route when it carries it (`route`: where that leads).
+    pub fn configure_in_sandbox(&self, route: parent::DefaultRoute) -> Result<(), DriverError> {
+        let (network, ep) = (self.network, self.endpoint);
+        let sandbox = self.kernel.sandbox(self.netns()?)?;
+        let index = sandbox.index(&ep.interface)?.ok_or_else(|| {
+            DriverError::Invalid(format!("{} did not appear in the sandbox", ep.interface))
+        })?;
+        for addr in &ep.addresses {
+            sandbox.add_address(index, *addr)?;
+        }
+        sandbox.set_up(index)?;
+        if !ep.default_route {
+            return Ok(());
+        }
+        for addr in &ep.addresses {
+            match route {
+                parent::DefaultRoute::Link => {
+                    sandbox.add_default_dev_route(index, addr.addr().is_ipv6())?
+                }
+                parent::DefaultRoute::Gateway => {
+                    let gateway = network
+                        .ipam
+                        .iter()
+                        .find(|s| s.subnet.contains(&addr.addr()))
+                        .and_then(|s| s.gateway);
+                    if let Some(gw) = gateway {
+                        sandbox.add_default_route(gw)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub trait Driver: Send + Sync {

@@ -362,36 +362,7 @@ pub fn join(ctx: &EndpointContext, plan: &ChildPlan) -> Result<(), DriverError> 
             _ => e.into(),
         }
     })?;
-    let configure = || -> Result<(), DriverError> {
-        let sandbox = ctx.kernel.sandbox(pin)?;
-        let index = sandbox.index(&ep.interface)?.ok_or_else(|| {
-            DriverError::Invalid(format!("{} did not appear in the sandbox", ep.interface))
-        })?;
-        for addr in &ep.addresses {
-            sandbox.add_address(index, *addr)?;
-        }
-        if ep.default_route {
-            for addr in &ep.addresses {
-                match plan.route {
-                    DefaultRoute::Link => {
-                        sandbox.add_default_dev_route(index, addr.addr().is_ipv6())?
-                    }
-                    DefaultRoute::Gateway => {
-                        let gateway = network
-                            .ipam
-                            .iter()
-                            .find(|s| s.subnet.contains(&addr.addr()))
-                            .and_then(|s| s.gateway);
-                        if let Some(gw) = gateway {
-                            sandbox.add_default_route(gw)?;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    };
-    configure().inspect_err(|_| {
+    ctx.configure_in_sandbox(plan.route).inspect_err(|_| {
         let _ = ctx
             .kernel
             .sandbox(pin)
