@@ -5,7 +5,8 @@
 #               a container: through the published port (host address, DNAT) and straight
 #               to the container's address (the bench lets the peer in with one rule of
 #               its own at the top of the network's chain: rbox itself never lets an
-#               unpublished port in from outside).
+#               unpublished port in from outside); and through podman's published
+#               port (netavark) to the same server, when podman is installed.
 #   start time  `rbox run -d` of a container with 1 and with 100 published ports
 #               (hyperfine, median of 10; the container is removed before each run).
 # Everything lives in two namespaces made here (a simulated host and a peer on a veth)
@@ -74,7 +75,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rate() { # target-address
     for _ in $(seq "$RUNS"); do
         for _ in 1 2 3 4 5 6 7 8 9 10; do
-            out="$(ip netns exec "$peer" iperf3 -c "$1" -p 5201 -t "$SECONDS_EACH" -J 2>/dev/null)" && break
+            out="$(ip netns exec "$peer" iperf3 -c "$1" -p "${port:-5201}" -t "$SECONDS_EACH" -J 2>/dev/null)" && break
             sleep 0.3
         done
         echo "$out" | jq '.end.sum_received.bits_per_second / 1e9'
@@ -84,6 +85,39 @@ echo "throughput, iperf3 TCP from a peer namespace (median of $RUNS x ${SECONDS_
 printf '  published port (10.99.0.1:5201, DNAT)  %.2f\n' "$(rate 10.99.0.1)"
 printf '  container address (%s:5201)    %.2f\n' "$ip_srv" "$(rate "$ip_srv")"
 in_host "$RBOX" rm -f srv >/dev/null
+
+# podman's published port (netavark's DNAT, its default network), same server, same
+# peer: podman's own storage, state, containers.conf and a /run of its own in the
+# simulated host, so the machine's podman state is untouched.
+if command -v podman >/dev/null; then
+    nproc=$(ulimit -Hu); { [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; } && nproc=32768
+    nofile=$(ulimit -Hn)
+    cat > "$state/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+[network]
+network_backend = "netavark"
+CONF
+    podman_in_host() {
+        in_host env CONTAINERS_CONF="$state/containers.conf" podman --root "$state/podman-root" \
+            --runroot "$state/podman-run" --storage-driver overlay "$@"
+    }
+    in_host mount -t tmpfs tmpfs /run
+    podman_in_host load -i "$PWD/build/test-image/busybox.tar" >/dev/null 2>&1
+    if podman_in_host run -d --name srv -p 5202:5201 \
+        -v "$(readlink -f "$(command -v iperf3)")":/iperf3:ro -v "$libs":/lib/x86_64-linux-gnu:ro \
+        -v /lib64:/lib64:ro docker.io/library/busybox:latest /iperf3 -s >/dev/null 2>"$state/podman.err"; then
+        sleep 1
+        printf '  podman published port (10.99.0.1:5202)  %.2f\n' "$(port=5202 rate 10.99.0.1)"
+    else
+        echo "  podman published port: podman could not run it: $(tail -1 "$state/podman.err")"
+    fi
+    podman_in_host rm -f -t 0 srv >/dev/null 2>&1 || true
+    podman_in_host system reset -f >/dev/null 2>&1 || true
+fi
 
 echo "start time, rbox run -d (hyperfine median of 10, container removed before each run):"
 for ports in "0:1" "10000-10099:10000-10099"; do
