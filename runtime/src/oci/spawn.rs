@@ -70,12 +70,18 @@ pub fn spawn(
             Some(pid) => Ok((pid, ours)),
         };
     };
+    // The first stage reports on a channel of its own: the process it clones starts
+    // talking on `theirs` (a terminal's master, say) at once, possibly before the stage
+    // has sent its pid.
+    let (stage_ours, stage_theirs) =
+        Channel::pair().map_err(|e| Error::io("create a setup socket", e))?;
     match clone(CloneFlags::empty()).map_err(|e| Error::io("fork the first stage", e))? {
         None => {
             drop(ours);
+            drop(stage_ours);
             child_main(|| {
                 let report = |e: String| {
-                    let _ = theirs.send(&Msg::Error(e));
+                    let _ = stage_theirs.send(&Msg::Error(e));
                     1
                 };
                 if let Err(e) = (first.before)() {
@@ -83,13 +89,16 @@ pub fn spawn(
                 }
                 match clone(flags | CloneFlags::CLONE_PARENT) {
                     Err(e) => report(format!("clone the container process: {e}")),
-                    Ok(None) => body(theirs),
+                    Ok(None) => {
+                        drop(stage_theirs);
+                        body(theirs)
+                    }
                     Ok(Some(pid)) => {
                         if let Err(e) = (first.after)(pid) {
                             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                             return report(e);
                         }
-                        match theirs.send(&Msg::Pid(pid.as_raw())) {
+                        match stage_theirs.send(&Msg::Pid(pid.as_raw())) {
                             Ok(()) => 0,
                             Err(_) => 1,
                         }
@@ -99,7 +108,8 @@ pub fn spawn(
         }
         Some(stage) => {
             drop(theirs);
-            let msg = ours.recv();
+            drop(stage_theirs);
+            let msg = stage_ours.recv();
             let _ = nix::sys::wait::waitpid(stage, None);
             match msg {
                 Ok(Some((Msg::Pid(p), _))) => Ok((Pid::from_raw(p), ours)),
