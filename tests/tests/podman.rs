@@ -104,7 +104,8 @@ fn podman_runs_containers_with_rbox_runc() {
         ))
     ));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("/dev/pts/0"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("/dev/pts/0"), "{text}{err}");
     assert!(text.contains("interactive"), "{text}");
     assert_eq!(out.status.code(), Some(5), "{text}");
 
