@@ -694,21 +694,9 @@ mod tests {
 #[cfg(test)]
 mod kernel_tests {
     use super::*;
+    use crate::netns::in_private_netns;
     use crate::nft::{Data, Element, NatKind, REG_2, Set, datatype};
     use std::process::Command;
-
-    /// Runs `f` on a thread inside a fresh network namespace; commands it spawns run there too.
-    fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .expect("unshare (needs root)");
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
 
     fn nft_list() -> String {
         let out = Command::new("nft")

@@ -160,3 +160,18 @@ fn route_socket(pin: &Path) -> Result<OwnedFd> {
 fn in_helper_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| s.spawn(f).join().expect("netns helper thread panicked"))
 }
+
+/// For kernel tests: runs `f` on a thread inside a fresh network namespace (needs root);
+/// commands it spawns run there too, and the namespace goes with the thread.
+#[cfg(test)]
+pub(crate) fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare (needs root)");
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}

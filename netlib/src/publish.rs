@@ -674,19 +674,8 @@ mod tests {
 #[cfg(test)]
 mod kernel_tests {
     use super::*;
+    use crate::netns::in_private_netns;
     use std::process::Command;
-
-    fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .expect("unshare (needs root)");
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
 
     fn nft_list() -> String {
         let out = Command::new("nft")

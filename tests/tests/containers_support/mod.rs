@@ -95,3 +95,40 @@ pub fn assert_unchanged(h: &Host, before: &Snapshot, what: &str) {
 pub fn eventually(h: &Host, script: &str, secs: u64) -> bool {
     h.wait_for(script, Duration::from_secs(secs))
 }
+
+/// Starts a sleeping container with `--memory 64m --pids-limit 20 --cpus 0.5` (and no
+/// network); returns its id.
+pub fn start_limited(h: &Host) -> String {
+    h.rbox_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "20",
+        "--cpus",
+        "0.5",
+        "busybox",
+        "sleep",
+        "1000",
+    ])
+    .trim()
+    .to_string()
+}
+
+/// A fork bomb in container `id` stops at its pids limit (20).
+pub fn assert_fork_bomb_stops(h: &Host, id: &str) {
+    let out = h.rbox_ok(&[
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "for i in $(seq 40); do sleep 5 & done 2>&1 | grep -c 'an.t fork' || true",
+    ]);
+    assert!(
+        out.trim().parse::<u32>().unwrap_or(0) > 0,
+        "pids limit not enforced: {out}"
+    );
+}
