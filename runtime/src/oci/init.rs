@@ -118,7 +118,7 @@ fn setup_and_exec(a: InitArgs<'_>, chan: &mut Option<Channel>) -> Result<Infalli
         nix::sched::setns(fd, *flag)
             .ctx(|| format!("join the {} namespace", super::config::ns_proc_name(*flag)))?;
     }
-    // The runtime puts us in our cgroup and writes our id maps, then says go.
+    // The runtime writes our oom score (and, through a first stage, id maps), then says go.
     match c.recv() {
         Ok(Some((Msg::Go, _))) => {}
         other => {

@@ -3,13 +3,19 @@
 //! of the caller. When namespaces must be joined before others are created (a user
 //! namespace first, a pid namespace by path), a short-lived first stage joins them and
 //! clones the process with CLONE_PARENT: it is still the caller's child.
+//!
+//! The first process cloned enters the container's cgroup itself (see `Cgroup::enter`):
+//! born into the v2 cgroup by clone3(2), and moving its only thread in v1. Moving another
+//! process (writing its pid) takes the kernel's global cgroup lock for writing, which
+//! waits out an RCU grace period: 10 ms of every start on a small VM.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
 use super::Error;
+use super::cgroups::Cgroup;
 use super::channel::{Channel, Msg};
 
 /// The number of threads of this process (fork copies only the calling one, so the
@@ -28,9 +34,51 @@ fn clone(flags: CloneFlags) -> nix::Result<Option<Pid>> {
     // callers are single-threaded, and the child only runs code that ends in execve or
     // _exit, never returning into the caller's frames.
     let rc = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    pid_or_child(rc)
+}
+
+fn pid_or_child(rc: libc::c_long) -> nix::Result<Option<Pid>> {
     match nix::Error::result(rc)? {
         0 => Ok(None),
         pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// clone(2) as above, the child born in the cgroup v2 directory `into` when there is one
+/// (clone3's CLONE_INTO_CGROUP, Linux 5.7). Also says whether it was: seccomp profiles
+/// (Docker's among them) answer ENOSYS to clone3, and so do old kernels.
+fn clone_into(flags: CloneFlags, into: Option<BorrowedFd>) -> nix::Result<(Option<Pid>, bool)> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let Some(dir) = into else {
+        return Ok((clone(flags)?, false));
+    };
+    // SAFETY: clone_args is plain data; zero is "unused" for every field.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = flags.bits() as u64 | CLONE_INTO_CGROUP;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = dir.as_raw_fd() as u64;
+    // SAFETY: as for clone above (no stack given: the child runs on a copy of ours).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match pid_or_child(rc) {
+        Err(nix::Error::ENOSYS | nix::Error::E2BIG) => Ok((clone(flags)?, false)),
+        other => Ok((other?, true)),
+    }
+}
+
+/// Enters `cgroup` in the hierarchies the process was not born into; exits if it can't.
+fn enter(cgroup: Option<&Cgroup>, born_in_v2: bool, report: impl FnOnce(String) -> i32) {
+    if let Some(cg) = cgroup
+        && let Err(e) = cg.enter(born_in_v2)
+    {
+        let code = report(e.to_string());
+        // SAFETY: as in child_main.
+        unsafe { libc::_exit(code) }
     }
 }
 
@@ -49,22 +97,32 @@ pub struct FirstStage<'a> {
     pub after: Box<dyn FnOnce(Pid) -> Result<(), String> + 'a>,
 }
 
-/// Creates a process running `body` with new namespaces `flags`, after `first` if given.
-/// Returns its pid and the runtime's end of its setup channel.
+/// Creates a process running `body` with new namespaces `flags` in `cgroup`, after
+/// `first` if given. Returns its pid and the runtime's end of its setup channel (on which
+/// a failure to enter the cgroup is the first message).
 pub fn spawn(
     flags: CloneFlags,
     first: Option<FirstStage<'_>>,
+    cgroup: Option<&Cgroup>,
     body: impl FnOnce(Channel) -> i32,
 ) -> Result<(Pid, Channel), Error> {
     let threads = thread_count();
     if threads > 1 {
         return Err(Error::Threaded(threads));
     }
+    let v2_dir = cgroup.map(Cgroup::open_v2).transpose()?.flatten();
+    let into = v2_dir.as_ref().map(|fd| fd.as_fd());
     let (ours, theirs) = Channel::pair().map_err(|e| Error::io("create a setup socket", e))?;
     let Some(first) = first else {
-        return match clone(flags).map_err(|e| Error::io("clone the container process", e))? {
+        let (pid, born_in_v2) =
+            clone_into(flags, into).map_err(|e| Error::io("clone the container process", e))?;
+        return match pid {
             None => {
                 drop(ours);
+                enter(cgroup, born_in_v2, |e| {
+                    let _ = theirs.send(&Msg::Error(e));
+                    1
+                });
                 child_main(|| body(theirs))
             }
             Some(pid) => Ok((pid, ours)),
@@ -75,7 +133,9 @@ pub fn spawn(
     // has sent its pid.
     let (stage_ours, stage_theirs) =
         Channel::pair().map_err(|e| Error::io("create a setup socket", e))?;
-    match clone(CloneFlags::empty()).map_err(|e| Error::io("fork the first stage", e))? {
+    let (stage, born_in_v2) =
+        clone_into(CloneFlags::empty(), into).map_err(|e| Error::io("fork the first stage", e))?;
+    match stage {
         None => {
             drop(ours);
             drop(stage_ours);
@@ -84,6 +144,7 @@ pub fn spawn(
                     let _ = stage_theirs.send(&Msg::Error(e));
                     1
                 };
+                enter(cgroup, born_in_v2, report);
                 if let Err(e) = (first.before)() {
                     return report(e);
                 }

@@ -6,9 +6,12 @@
 mod resources;
 
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
@@ -485,10 +488,31 @@ impl Cgroup {
         Ok(consumed)
     }
 
-    /// Moves a process (and its future children) into the cgroup, in every hierarchy.
-    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+    /// The v2 directory (if the host has one), opened for clone3's CLONE_INTO_CGROUP.
+    pub fn open_v2(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        let Some(dir) = self.dirs.iter().find(|d| d.version == 2) else {
+            return Ok(None);
+        };
+        nix::fcntl::open(
+            &dir.path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(Some)
+        .map_err(|e| io_err("open", &dir.path)(e.into()))
+    }
+
+    /// Moves the calling process, which must be single-threaded, into the cgroup in
+    /// every hierarchy (but v2 if it was born there). In v1 it moves its only thread
+    /// (`tasks`, 0): unlike writing a pid to `cgroup.procs`, that does not take the
+    /// kernel's global threadgroup lock, whose every write waits for an RCU grace period.
+    pub fn enter(&self, born_in_v2: bool) -> Result<(), CgroupError> {
         for dir in &self.dirs {
-            write(&dir.path.join("cgroup.procs"), &pid.to_string())?;
+            match dir.version {
+                1 => write(&dir.path.join("tasks"), "0")?,
+                _ if !born_in_v2 => write(&dir.path.join("cgroup.procs"), "0")?,
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -240,17 +240,23 @@ impl Runtime {
                 Ok(())
             }),
         });
-        let (pid, chan) = spawn::spawn(flags, first, |chan| init::run(args, chan))?;
+        let (pid, chan) = spawn::spawn(flags, first, Some(&cgroup), |chan| init::run(args, chan))?;
         undo.pid = Some(pid);
 
-        cgroup.add(pid.as_raw())?;
         if let Some(adj) = cfg.process.oom_score_adj {
             std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
                 .map_err(|e| Error::io(format!("set oom_score_adj {adj}"), e))?;
         }
-        chan.send(&Msg::Go)
+        if let Err(e) = chan
+            .send(&Msg::Go)
             .and_then(|_| chan.send(&Msg::Pid(pid.as_raw())))
-            .map_err(|e| Error::io("start the container's setup", e))?;
+        {
+            // It may have died saying why (it could not enter its cgroup, say).
+            return Err(match spawn::expect(&chan, pid) {
+                Err(why) => why,
+                Ok(_) => Error::io("start the container's setup", e),
+            });
+        }
 
         let mut record = Record {
             id: id.to_string(),

@@ -116,9 +116,6 @@ impl Container {
                     std::fs::write("/proc/self/oom_score_adj", adj.to_string())
                         .map_err(|e| format!("set oom_score_adj {adj}: {e}"))?;
                 }
-                cgroup
-                    .add(std::process::id() as i32)
-                    .map_err(|e| e.to_string())?;
                 // One call joins them all, in the order the kernel needs.
                 nix::sched::setns(&pidfd, flags)
                     .map_err(|e| format!("join the container's namespaces: {e}"))
@@ -170,7 +167,7 @@ impl Container {
                 }
             }
         };
-        let (child, chan) = spawn::spawn(CloneFlags::empty(), Some(first), body)?;
+        let (child, chan) = spawn::spawn(CloneFlags::empty(), Some(first), Some(cgroup), body)?;
         let mut console = None;
         // The setup channel closes on exec: end of stream means the program runs.
         loop {
