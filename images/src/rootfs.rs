@@ -1,6 +1,11 @@
 //! Containers' root filesystems: overlayfs over an image's unpacked layers, with the
 //! container's own upper and work directories under `rootfs/<container>/`.
 //!
+//! Above the image's layers sits the store's init layer (as Docker's): the empty files
+//! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` that a runtime bind-mounts its
+//! own over. Without it, every container would create them in its upper layer (or copy
+//! `/etc` up), for files it never sees.
+//!
 //! Mount options are limited to one page (4096 bytes), which 100+ absolute layer
 //! paths would overflow. So the mount runs in a helper thread that unshares its
 //! filesystem context (`unshare(CLONE_FS)`: its working directory is its own, the
@@ -9,9 +14,10 @@
 //! overlayfs stacks in practice. This works on every kernel with overlayfs, unlike
 //! `fsconfig(lowerdir+)`, which needs Linux 6.8.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
@@ -19,6 +25,7 @@ use thiserror::Error;
 
 use crate::error::{IoContext, Result};
 use crate::fsutil;
+use crate::store::index::ImageRecord;
 use crate::store::{Image, ImageStore};
 
 #[derive(Debug, Error)]
@@ -47,6 +54,9 @@ pub struct Rootfs {
 }
 
 const IMAGE_FILE: &str = "image";
+/// The init layer, relative to the store.
+const INIT_LAYER: &str = "init";
+const INIT_FILES: [&str; 3] = ["hosts", "hostname", "resolv.conf"];
 
 fn check_container_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
@@ -73,8 +83,8 @@ impl ImageStore {
         self.rootfs_dir(container).join("merged")
     }
 
-    /// Mounts a root filesystem for `container` from `image` (a name or ID) and
-    /// records that the container holds the image (so `rmi` refuses to delete it).
+    /// Mounts a root filesystem for `container` from `image` (a name or ID); its
+    /// directory names the image, and so holds it (`rmi` refuses to delete it).
     /// Mounting again (e.g. after a reboot) keeps the container's earlier changes.
     pub fn mount_rootfs(&self, image: &str, container: &str) -> Result<Rootfs> {
         self.mount_rootfs_with(image, container, false)
@@ -91,14 +101,9 @@ impl ImageStore {
 
     fn mount_rootfs_with(&self, image: &str, container: &str, volatile: bool) -> Result<Rootfs> {
         check_container_id(container)?;
-        let (image, newly_held) = self.index.update(|records| {
-            let id = records.find(image)?.id.hex().to_string();
-            let record = records.images.get_mut(&id).expect("found above");
-            let newly_held = record.containers.insert(container.to_string());
-            Ok((record.clone(), newly_held))
-        })?;
         let dir = self.rootfs_dir(container);
         let fresh = !dir.exists();
+        let image = self.hold(image, container)?;
         let result = self.mount_layers(&image.layers, &image.id.to_string(), container, volatile);
         match result {
             Ok(()) => Ok(Rootfs {
@@ -107,16 +112,59 @@ impl ImageStore {
                 image: self.image(&image)?,
             }),
             Err(err) => {
-                // Undo: the directories if this call made them, the hold if it added it.
+                // Undo: the directories (and with them the hold) if this call made them.
                 if fresh {
                     let _ = fsutil::remove_tree(&dir);
-                }
-                if newly_held {
-                    let _ = self.release(container);
                 }
                 Err(err)
             }
         }
+    }
+
+    /// Makes `container`'s directories and names `image` in them, under the index lock
+    /// (so a concurrent `rmi` sees the hold, or the image is gone). Returns the record.
+    fn hold(&self, image: &str, container: &str) -> Result<ImageRecord> {
+        let _lock = self.index.lock()?;
+        let record = self.index.read()?.find(image)?.clone();
+        let dir = self.rootfs_dir(container);
+        for sub in ["upper", "work", "merged"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).at(&p)?;
+        }
+        let image_file = dir.join(IMAGE_FILE);
+        let id = record.id.to_string();
+        if fs::read(&image_file).ok().as_deref() != Some(id.as_bytes()) {
+            fsutil::write_atomic_unsynced(&image_file, id.as_bytes()).at(&image_file)?;
+        }
+        Ok(record)
+    }
+
+    /// Which containers hold which image (by the image ID's hex digits), from the
+    /// `image` files of their root filesystems. Callers that act on it hold the lock.
+    pub(crate) fn holders(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let Ok(entries) = fs::read_dir(self.dir.join("rootfs")) else {
+            return holders;
+        };
+        for entry in entries.flatten() {
+            let Ok(id) = fs::read_to_string(entry.path().join(IMAGE_FILE)) else {
+                continue;
+            };
+            let hex = id.trim().trim_start_matches("sha256:").to_string();
+            holders
+                .entry(hex)
+                .or_default()
+                .insert(entry.file_name().to_string_lossy().into_owned());
+        }
+        holders
+    }
+
+    /// The containers whose root filesystem is built on `image`.
+    pub fn containers_using(&self, image: &Image) -> Vec<String> {
+        self.holders()
+            .remove(image.id.hex())
+            .map(|h| h.into_iter().collect())
+            .unwrap_or_default()
     }
 
     fn mount_layers(
@@ -127,19 +175,15 @@ impl ImageStore {
         volatile: bool,
     ) -> Result<()> {
         let dir = self.rootfs_dir(container);
-        for sub in ["upper", "work", "merged"] {
-            let p = dir.join(sub);
-            fs::create_dir_all(&p).at(&p)?;
-        }
-        let image_file = dir.join(IMAGE_FILE);
-        // Which image the layer was made from, for a reader of the store: nothing
-        // depends on it surviving a crash.
-        fsutil::write_atomic_unsynced(&image_file, image.as_bytes()).at(&image_file)?;
         let merged = dir.join("merged");
         if is_mountpoint(&merged, &dir)? {
             return Ok(());
         }
-        let mut lower = Vec::with_capacity(layers.len().max(1));
+        let mut lower = Vec::with_capacity(layers.len() + 1);
+        if self.init_layer_fits(layers) {
+            self.ensure_init_layer()?;
+            lower.push(INIT_LAYER.to_string());
+        }
         for l in layers.iter().rev() {
             let meta = self
                 .layers
@@ -147,7 +191,7 @@ impl ImageStore {
                 .ok_or_else(|| RootfsError::MissingLayer(l.to_string()))?;
             lower.push(format!("l/{}", meta.link));
         }
-        if lower.is_empty() {
+        if layers.is_empty() {
             // An image without layers: an empty lower directory.
             let empty = self.dir.join("empty");
             fs::create_dir_all(&empty).at(&empty)?;
@@ -188,6 +232,49 @@ impl ImageStore {
         })
     }
 
+    /// Whether the init layer can sit on `layers`: the image's `/etc` is a directory (or
+    /// missing). An `/etc` that is a link or a file would be hidden by the layer's.
+    fn init_layer_fits(&self, layers: &[crate::digest::Digest]) -> bool {
+        for l in layers.iter().rev() {
+            match fs::symlink_metadata(self.layers.diff_dir(l).join("etc")) {
+                Ok(m) if m.is_dir() => return true,
+                // A whiteout: the image deleted /etc.
+                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return true,
+                Ok(_) => return false,
+                Err(_) => continue,
+            }
+        }
+        true
+    }
+
+    /// Makes the init layer unless it exists (built aside, then renamed into place, so
+    /// a racing mount sees all of it or nothing).
+    fn ensure_init_layer(&self) -> Result<()> {
+        let dir = self.dir.join(INIT_LAYER);
+        if dir.exists() {
+            return Ok(());
+        }
+        let tmp = self
+            .dir
+            .join(format!(".{INIT_LAYER}.tmp-{}", std::process::id()));
+        let _ = fsutil::remove_tree(&tmp);
+        let etc = tmp.join("etc");
+        fs::create_dir_all(&etc).at(&etc)?;
+        for f in INIT_FILES {
+            let p = etc.join(f);
+            fs::write(&p, b"").at(&p)?;
+        }
+        match fs::rename(&tmp, &dir) {
+            Ok(()) => Ok(()),
+            // Made by a racing mount meanwhile.
+            Err(_) if dir.exists() => {
+                let _ = fsutil::remove_tree(&tmp);
+                Ok(())
+            }
+            Err(e) => Err(e).at(&dir),
+        }
+    }
+
     /// Unmounts `container`'s root filesystem; its directories and changes stay.
     pub fn unmount_rootfs(&self, container: &str) -> Result<()> {
         check_container_id(container)?;
@@ -206,21 +293,11 @@ impl ImageStore {
     }
 
     /// Unmounts and deletes `container`'s root filesystem (its upper layer with all
-    /// its changes) and releases its hold on the image.
+    /// its changes), and with it its hold on the image.
     pub fn remove_rootfs(&self, container: &str) -> Result<()> {
         self.unmount_rootfs(container)?;
         let dir = self.rootfs_dir(container);
-        fsutil::remove_tree(&dir).at(&dir)?;
-        self.release(container)
-    }
-
-    fn release(&self, container: &str) -> Result<()> {
-        self.index.update(|records| {
-            for r in records.images.values_mut() {
-                r.containers.remove(container);
-            }
-            Ok(())
-        })
+        fsutil::remove_tree(&dir).at(&dir)
     }
 }
 

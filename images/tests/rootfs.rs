@@ -69,7 +69,7 @@ fn rootfs_shows_layers_keeps_writes_apart_and_hides_whiteouts() {
     let err = store.remove("test/app:1", false).unwrap_err();
     assert!(matches!(err, Error::InUse { .. }), "{err}");
     assert_eq!(
-        store.resolve("test/app:1").unwrap().containers,
+        store.containers_using(&store.resolve("test/app:1").unwrap()),
         vec!["c0ffee", "other"]
     );
 
@@ -87,7 +87,11 @@ fn rootfs_shows_layers_keeps_writes_apart_and_hides_whiteouts() {
     again.path.pop();
     store.remove_rootfs("other").unwrap();
     assert!(!again.path.exists());
-    assert!(store.resolve("test/app:1").unwrap().containers.is_empty());
+    assert!(
+        store
+            .containers_using(&store.resolve("test/app:1").unwrap())
+            .is_empty()
+    );
     let lines = store.remove("test/app:1", false).unwrap();
     assert!(
         lines.last().unwrap().starts_with("Deleted: sha256:"),
@@ -155,7 +159,11 @@ fn bad_container_ids_and_missing_images_leave_nothing() {
         Err(Error::NotFound(_))
     ));
     assert!(!store.dir().join("rootfs/c1").exists());
-    assert!(store.resolve("test/x").unwrap().containers.is_empty());
+    assert!(
+        store
+            .containers_using(&store.resolve("test/x").unwrap())
+            .is_empty()
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! The image records (`index.json`): which images exist, their names, blobs, layers
-//! and the containers holding them. Read freely (it is replaced atomically); every
+//! The image records (`index.json`): which images exist, their names, blobs and
+//! layers (the containers holding them are in `rootfs/`). Read freely (it is replaced atomically); every
 //! change happens under `index.lock`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,9 +35,6 @@ pub(crate) struct ImageRecord {
     pub size: u64,
     /// When it entered the store (or was last tagged).
     pub added: DateTime<Utc>,
-    /// Containers whose root filesystem is built on this image.
-    #[serde(default)]
-    pub containers: BTreeSet<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -68,7 +65,6 @@ impl Records {
         let entry = self.images.entry(key).or_insert_with(|| ImageRecord {
             names: Vec::new(),
             repo_digests: Vec::new(),
-            containers: BTreeSet::new(),
             ..record.clone()
         });
         // The newest manifest of the same image wins; the old blobs become garbage.
@@ -206,7 +202,6 @@ mod tests {
             blobs: vec![id],
             size: 1,
             added: Utc::now(),
-            containers: BTreeSet::new(),
         }
     }
 

@@ -4,8 +4,9 @@
 //! blobs/sha256/<hex>   manifests, indexes, configs, layer blobs (verified)
 //! ingest/<hex>         partial downloads, continued by the next pull
 //! layers/, l/          unpacked layers (see `layers`)
-//! rootfs/<container>/  containers' upper, work and merged directories
-//! index.json           image records: names, blobs, layers, holding containers
+//! rootfs/<container>/  containers' upper, work and merged directories, and `image`:
+//!                      the image the container holds (so `rmi` refuses to delete it)
+//! index.json           image records: names, blobs, layers
 //! index.lock           taken for every change of index.json
 //! gc.lock              shared by pulls and loads, exclusive for garbage collection
 //! locks/               one lock per blob or layer being written
@@ -69,8 +70,6 @@ pub struct Image {
     pub architecture: String,
     pub variant: Option<String>,
     pub config: ImageConfig,
-    /// Containers whose root filesystem uses this image.
-    pub containers: Vec<String>,
 }
 
 /// `image inspect` output, in Docker's field order.
@@ -198,7 +197,12 @@ impl ImageStore {
             graph_driver: json!({"Name": "overlay", "Data": {"LowerDir": lower.join(":")}}),
             root_fs: json!({"Type": "layers", "Layers": image.layers}),
             metadata: json!({"LastTagTime": image.added.to_rfc3339()}),
-            containers: image.containers,
+            containers: self
+                .holders()
+                .remove(image.id.hex())
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         })
     }
 
@@ -235,7 +239,6 @@ impl ImageStore {
                 labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
                 stop_signal: c.stop_signal().clone(),
             },
-            containers: r.containers.iter().cloned().collect(),
         })
     }
 
@@ -258,7 +261,6 @@ impl ImageStore {
             blobs: new.blobs,
             size: new.size,
             added: Utc::now(),
-            containers: BTreeSet::new(),
         };
         let changed = self
             .index
@@ -285,7 +287,7 @@ impl ImageStore {
     pub fn remove(&self, query: &str, force: bool) -> Result<Vec<String>> {
         let lines = self
             .index
-            .update(|records| remove_record(records, query, force))?;
+            .update(|records| remove_record(records, &self.holders(), query, force))?;
         self.collect_garbage()?;
         Ok(lines)
     }
@@ -294,10 +296,11 @@ impl ImageStore {
     /// container uses, and partial downloads.
     pub fn prune(&self, all: bool) -> Result<PruneReport> {
         let lines = self.index.update(|records| {
+            let holders = self.holders();
             let doomed: Vec<String> = records
                 .images
                 .iter()
-                .filter(|(_, i)| i.containers.is_empty() && (all || i.names.is_empty()))
+                .filter(|(k, i)| !holders.contains_key(*k) && (all || i.names.is_empty()))
                 .map(|(k, _)| k.clone())
                 .collect();
             let mut lines = Vec::new();
@@ -371,7 +374,12 @@ fn referenced(records: &Records) -> (BTreeSet<Digest>, BTreeSet<String>) {
     (blobs, layers)
 }
 
-fn remove_record(records: &mut Records, query: &str, force: bool) -> Result<Vec<String>> {
+fn remove_record(
+    records: &mut Records,
+    holders: &BTreeMap<String, BTreeSet<String>>,
+    query: &str,
+    force: bool,
+) -> Result<Vec<String>> {
     let found = records.find(query)?.clone();
     let key = found.id.hex().to_string();
     let by_name = Reference::parse(query)
@@ -394,7 +402,7 @@ fn remove_record(records: &mut Records, query: &str, force: bool) -> Result<Vec<
             count: found.names.len(),
         });
     }
-    if let Some(container) = found.containers.iter().next() {
+    if let Some(container) = holders.get(&key).and_then(|h| h.iter().next()) {
         if !force {
             return Err(Error::InUse {
                 name: query.to_string(),
