@@ -718,36 +718,16 @@ impl Netlib {
     /// all. A container without a sandbox is fine. Its names stop resolving before
     /// this returns.
     pub fn destroy_sandbox(&self, container_id: &str) -> Result<()> {
-        let mut closing = Closing::default();
+        let mut dns_changed = false;
         let result = self.store.lock().map_err(Error::from).and_then(|locked| {
-            let errors = self.destroy_locked(&locked, container_id, &mut closing)?;
+            let errors = self.destroy_locked(&locked, container_id, &mut dns_changed)?;
             if errors.is_empty() {
                 Ok(())
             } else {
                 Err(Error::Teardown(errors))
             }
         });
-        self.finish_closing(closing, result)
-    }
-
-    /// After sandboxes were destroyed (state lock released): the DNS responder serves
-    /// the new state, and the host ends of their veth pairs are gone. Those die with the
-    /// sandbox's namespace, which the kernel cleans up asynchronously (one batched RCU
-    /// wait for all of them instead of one per deleted link); waiting here keeps "gone
-    /// when the command returns" true at that lower cost.
-    fn finish_closing<T>(&self, closing: Closing, result: Result<T>) -> Result<T> {
-        let result = self.sync_dns_after(closing.dns_changed, result);
-        if let Ok(host) = self.kernel.host() {
-            let deadline = std::time::Instant::now() + LINK_GONE_TIMEOUT;
-            for link in &closing.links {
-                while matches!(host.index(link), Ok(Some(_)))
-                    && std::time::Instant::now() < deadline
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-            }
-        }
-        result
+        self.sync_dns_after(dns_changed, result)
     }
 
     /// Reclaims state whose owner died (a monitor killed with SIGKILL, a reboot): the
@@ -756,26 +736,26 @@ impl Netlib {
     /// without a sandbox. Returns the ids of the containers reclaimed. Their names stop
     /// resolving before this returns.
     pub fn reclaim(&self, is_alive: impl Fn(&str) -> bool) -> Result<Vec<String>> {
-        let mut closing = Closing::default();
+        let mut dns_changed = false;
         let result = self
             .store
             .lock()
             .map_err(Error::from)
-            .and_then(|locked| self.reclaim_locked(&locked, is_alive, &mut closing));
-        self.finish_closing(closing, result)
+            .and_then(|locked| self.reclaim_locked(&locked, is_alive, &mut dns_changed));
+        self.sync_dns_after(dns_changed, result)
     }
 
     fn reclaim_locked(
         &self,
         locked: &Locked,
         is_alive: impl Fn(&str) -> bool,
-        closing: &mut Closing,
+        dns_changed: &mut bool,
     ) -> Result<Vec<String>> {
         let mut reclaimed = Vec::new();
         let mut errors = Vec::new();
         for sandbox in locked.sandboxes()? {
             if !is_alive(&sandbox.container_id) {
-                errors.extend(self.destroy_locked(locked, &sandbox.container_id, closing)?);
+                errors.extend(self.destroy_locked(locked, &sandbox.container_id, dns_changed)?);
                 reclaimed.push(sandbox.container_id);
             }
         }
@@ -798,7 +778,7 @@ impl Netlib {
             eps.endpoints.retain(|_, e| owned.contains(&e.container_id));
             if eps.endpoints.len() != before {
                 locked.save_endpoints(&network.id, &eps)?;
-                closing.dns_changed |= network.dns_enabled;
+                *dns_changed |= network.dns_enabled;
             }
         }
         if let Ok(dir) = std::fs::read_dir(locked.netns_dir()) {
@@ -825,23 +805,17 @@ impl Netlib {
         &self,
         locked: &Locked,
         container_id: &str,
-        closing: &mut Closing,
+        dns_changed: &mut bool,
     ) -> Result<Vec<Error>> {
         let Some(sandbox) = locked.sandbox(container_id)? else {
             return Ok(Vec::new());
         };
         let networks = locked.networks()?;
-        closing.dns_changed |= sandbox.endpoints.iter().any(|e| {
+        *dns_changed |= sandbox.endpoints.iter().any(|e| {
             networks
                 .iter()
                 .any(|n| n.id == e.network_id && n.dns_enabled)
         });
-        closing.links.extend(
-            sandbox
-                .endpoints
-                .iter()
-                .filter_map(|e| e.host_interface.clone()),
-        );
         let mut errors = Vec::new();
         for endpoint in sandbox.endpoints.iter().rev() {
             errors.extend(self.teardown_endpoint(locked, endpoint, true));
@@ -933,17 +907,6 @@ impl Netlib {
         files::write(config, &hosts, &files::resolv_conf(&host, config, mode))?;
         Ok(())
     }
-}
-
-/// How long a destroy waits for the kernel to remove the host ends of veth pairs.
-const LINK_GONE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// What destroying sandboxes leaves to do once the state lock is released.
-#[derive(Default)]
-struct Closing {
-    dns_changed: bool,
-    /// Host-side links that die with the sandboxes' namespaces.
-    links: Vec<String>,
 }
 
 /// Undo steps run in reverse order on drop, unless committed.

@@ -115,6 +115,19 @@ impl Kernel {
         })
     }
 
+    /// Deletes the host's link `name` and returns once it is gone from the host, without
+    /// waiting for the kernel to finish (see [`unlink`](crate::unlink)). Returns whether
+    /// it existed.
+    pub fn delete_host_link(&self, name: &str) -> Result<bool> {
+        let Some(index) = self.host()?.index(name)? else {
+            return Ok(false);
+        };
+        crate::unlink::delete(index).map_err(|source| KernelError::Netlink {
+            op: format!("delete link {name}"),
+            source,
+        })
+    }
+
     /// Links inside the namespace pinned at `pin`.
     pub fn sandbox(&self, pin: &Path) -> Result<Links<'_>> {
         if let Some((handle, _)) = self.sandboxes.borrow().get(pin) {

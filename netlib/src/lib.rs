@@ -21,6 +21,7 @@ pub mod netns;
 pub mod nft;
 pub mod publish;
 pub mod store;
+mod unlink;
 
 pub use api::{Error, Netlib, NetworkCreate, Result};
 pub use model::{Endpoint, EndpointConfig, Network, Sandbox, SandboxConfig, Subnet};

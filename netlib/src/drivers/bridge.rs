@@ -190,12 +190,10 @@ impl Driver for Bridge {
         let Some(host_if) = ctx.endpoint.host_interface.as_deref() else {
             return Vec::new();
         };
-        // The pair dies with the namespace of its peer: deleting it here would only
-        // make the caller wait for the kernel's RCU grace periods (tens of ms).
-        if ctx.sandbox_closing {
-            return Vec::new();
-        }
-        match ctx.kernel.host().and_then(|h| h.delete(host_if)) {
+        // Also when the sandbox's namespace is about to go, which would take the pair
+        // with it: the kernel cleans namespaces up late, behind earlier cleanups, and the
+        // host end would stay on the bridge meanwhile.
+        match ctx.kernel.delete_host_link(host_if) {
             Ok(_) => Vec::new(),
             Err(e) => vec![e.into()],
         }
