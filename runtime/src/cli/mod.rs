@@ -96,6 +96,15 @@ pub enum Command {
 
 /// Runs the `rbox` command line and returns the process's exit status.
 pub fn main() -> ExitCode {
+    // Commands that make container processes re-execute rbox sealed (see
+    // container::dispatch). Spotted before parsing, that first run of rbox does nothing
+    // else: the parser's work would be thrown away with it.
+    if makes_containers(std::env::args().skip(1))
+        && let Err(e) = crate::oci::seal_current_exe()
+    {
+        eprintln!("rbox: {e}");
+        return ExitCode::from(EXIT_RBOX_ERROR);
+    }
     // Usage errors exit 125, as Docker's do (help and version are no errors).
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -118,6 +127,23 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether the command line (without the program name) names a verb that makes
+/// container processes, behind the global options. A guess for speed only: whatever
+/// it misses, `container::dispatch` seals.
+fn makes_containers(mut args: impl Iterator<Item = String>) -> bool {
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--root" | "--runroot" | "--cgroup-parent" => {
+                args.next();
+            }
+            "container" => {}
+            a if a.starts_with("--") => {}
+            verb => return matches!(verb, "run" | "start" | "restart" | "exec"),
+        }
+    }
+    false
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { global, command } = cli;
     Ok(match command {
@@ -129,4 +155,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Network { command } => netconnect::run(&global, command)?,
         Command::Port(args) => port::run(&global, args)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::makes_containers;
+
+    fn check(line: &str) -> bool {
+        makes_containers(line.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn container_making_verbs_are_spotted_behind_global_options() {
+        assert!(check("run --rm busybox true"));
+        assert!(check("--root /tmp/r --debug container exec -it c sh"));
+        assert!(check("--runroot=/run/x start c"));
+        assert!(!check("ps -a"));
+        assert!(!check("--root run ps"), "an option's value is no verb");
+        assert!(!check("network create run"));
+        assert!(!check(""));
+    }
 }

@@ -51,6 +51,7 @@ pub fn container(engine: &Engine, rec: &ContainerRecord) -> Value {
     let o = &rec.options;
     let s = &rec.state;
     let dir = engine.store.dir(&rec.id);
+    let run_dir = engine.store.run_dir(&rec.id);
     let argv = rec.config.argv();
     let running = s.status == Status::Running;
     let networks: Map<String, Value> = o
@@ -146,9 +147,9 @@ pub fn container(engine: &Engine, rec: &ContainerRecord) -> Value {
             "FinishedAt": time(s.finished_at),
         },
         "Image": rec.image.id,
-        "ResolvConfPath": dir.join("resolv.conf"),
-        "HostnamePath": dir.join("hostname"),
-        "HostsPath": dir.join("hosts"),
+        "ResolvConfPath": run_dir.join("resolv.conf"),
+        "HostnamePath": run_dir.join("hostname"),
+        "HostsPath": run_dir.join("hosts"),
         "LogPath": logfile::path(&dir, &rec.id),
         "Name": format!("/{}", rec.name),
         "RestartCount": s.restart_count,

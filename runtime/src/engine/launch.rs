@@ -143,15 +143,29 @@ fn start_steps(
     let init = if o.init { Some(init_binary()?) } else { None };
 
     let images = engine.images()?;
-    let rootfs = if o.auto_remove {
-        images.mount_rootfs_volatile(&rec.image.id, id)
-    } else {
-        images.mount_rootfs(&rec.image.id, id)
-    }
-    .map_err(|e| Error::Image(e.to_string()))?;
-    engine.timing("rootfs");
-    let net = network::setup(engine, rec, &dir)?;
-    engine.timing("network");
+    // The root filesystem is mounted on a second thread while the network is set up:
+    // the two share nothing, and both mostly wait for the kernel. A failure of either
+    // leaves the other for the caller's teardown.
+    let (rootfs, net) = std::thread::scope(|s| {
+        let rootfs = s.spawn(|| {
+            if o.auto_remove {
+                images.mount_rootfs_volatile(&rec.image.id, id)
+            } else {
+                images.mount_rootfs(&rec.image.id, id)
+            }
+        });
+        // hosts, hostname and resolv.conf live in the run dir (tmpfs, as podman's):
+        // remade at every start, they need no disk.
+        let net = network::setup(engine, rec, &run_dir);
+        engine.timing("network");
+        let rootfs = match rootfs.join() {
+            Ok(mounted) => mounted.map_err(|e| Error::Image(e.to_string())),
+            Err(_) => Err(Error::Other("the rootfs mount panicked".into())),
+        };
+        engine.timing("rootfs");
+        (rootfs, net)
+    });
+    let (rootfs, net) = (rootfs?, net?);
     ports::setup(engine, rec, &net.attachments)?;
     engine.timing("ports");
     let (user, additional_gids) =
@@ -163,7 +177,7 @@ fn start_steps(
             netns: net.netns,
             user,
             additional_gids,
-            etc_dir: &dir,
+            etc_dir: &run_dir,
             init_binary: init.as_deref(),
             cgroup_v2: cgroup_v2(),
         },
@@ -329,27 +343,28 @@ pub fn supervise(engine: &Engine, id: &str, launched: Launched, local: Option<Lo
     // With --rm the rootfs is gone already, unless removing it failed.
     let rootfs_gone = auto_remove && errors.is_empty();
     engine.timing("teardown");
-    let message: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-    let rec = engine.store.update(id, |r| {
-        r.state.status = Status::Exited;
-        r.state.exit_code = code;
-        r.state.finished_at = Some(Utc::now());
-        r.state.oom_killed = oom;
-        r.state.pid = 0;
-        r.state.monitor_pid = 0;
-        r.state.networks.clear();
-        r.state.ports.clear();
-        r.state.error = message.join("; ");
-        Ok(r.clone())
-    });
-    if let Ok(rec) = rec
-        && rec.options.auto_remove
-        && let Err(e) = if rootfs_gone {
-            engine.store.remove(id)
-        } else {
-            remove_container(engine, id)
-        }
-    {
+    let removed = if rootfs_gone {
+        // Nothing to record for a container about to go.
+        Some(engine.store.remove(id))
+    } else {
+        let message: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let rec = engine.store.update(id, |r| {
+            r.state.status = Status::Exited;
+            r.state.exit_code = code;
+            r.state.finished_at = Some(Utc::now());
+            r.state.oom_killed = oom;
+            r.state.pid = 0;
+            r.state.monitor_pid = 0;
+            r.state.networks.clear();
+            r.state.ports.clear();
+            r.state.error = message.join("; ");
+            Ok(r.clone())
+        });
+        rec.ok()
+            .filter(|r| r.options.auto_remove)
+            .map(|_| remove_container(engine, id))
+    };
+    if let Some(Err(e)) = removed {
         eprintln!(
             "rbox: cannot remove container {}: {e}",
             super::ids::short(id)

@@ -92,7 +92,7 @@ impl Store {
 
     fn write(&self, rec: &ContainerRecord) -> Result<()> {
         let data = serde_json::to_vec(rec).expect("a record always serialises");
-        fsutil::write_atomic(&self.record_path(&rec.id), &data)
+        fsutil::replace_locked(&self.record_path(&rec.id), &data)
     }
 
     /// Reads a record by full id.
