@@ -72,6 +72,53 @@ fn exit_codes_are_dockers() {
     assert_eq!(h.rbox_ok(&["wait", "victim"]).trim(), "138");
 }
 
+/// CVE-2019-5736 without a re-execution of rbox: a container's program that is, or
+/// whose interpreter is, `/proc/self/exe` must not run rbox (and so reach its binary).
+/// rbox here is a private copy: if the protection failed, only the copy is damaged.
+#[test]
+fn the_rbox_binary_is_out_of_the_containers_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = lab("cve-engine");
+    let rbox = h.dir().join("rbox");
+    std::fs::copy(bin("rbox"), &rbox).unwrap();
+    let before = std::fs::read(&rbox).unwrap();
+    let script = h.dir().join("attack");
+    std::fs::write(&script, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let volume = format!("{}:/attack:ro", script.display());
+    let none = ["run", "--rm", "--network", "none"];
+    for how in [
+        &["--entrypoint", "/proc/self/exe", "busybox", "--version"][..],
+        &["-v", &volume, "busybox", "/attack", "--version"],
+    ] {
+        let out = h
+            .command(&rbox)
+            .args([&none[..], how].concat())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            !out.status.success() && !stdout.contains("rbox"),
+            "{how:?} ran rbox in the container: {:?} {stdout} {stderr}",
+            out.status
+        );
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(
+                out.status.code(),
+                Some(127),
+                "the exec stub refuses: {stderr}"
+            );
+        }
+    }
+    assert!(
+        std::fs::read(&rbox).unwrap() == before,
+        "the binary changed"
+    );
+}
+
 #[test]
 fn process_settings() {
     let h = lab("process");

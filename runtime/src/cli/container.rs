@@ -792,12 +792,22 @@ fn exec_cmd(engine: &Engine, args: ExecArgs) -> ExitCode {
     result.map(code).unwrap_or_else(|e| report(&e))
 }
 
+/// Whether `cmd` needs rbox's own binary out of the containers' reach (CVE-2019-5736)
+/// by re-executing it sealed: `exec`, whose process joins a container where others can
+/// watch it; and, without an exec stub (see `oci::exe`), every verb that starts one.
+pub fn needs_seal(cmd: &ContainerCommand) -> bool {
+    match cmd {
+        ContainerCommand::Verb(Verb::Exec(_)) => true,
+        ContainerCommand::Verb(Verb::Run(_) | Verb::Start(_) | Verb::Restart(_)) => {
+            !crate::oci::has_exec_stub()
+        }
+        _ => false,
+    }
+}
+
 /// Runs one container command; the exit status is Docker's.
 pub fn dispatch(global: &GlobalOptions, cmd: ContainerCommand) -> ExitCode {
-    // Commands that make container processes first put rbox's own binary out of the
-    // containers' reach (CVE-2019-5736); this re-executes rbox once.
-    if let ContainerCommand::Verb(Verb::Run(_) | Verb::Start(_) | Verb::Restart(_) | Verb::Exec(_)) =
-        &cmd
+    if needs_seal(&cmd)
         && let Err(e) = crate::oci::seal_current_exe()
     {
         return report(&Error::Runtime(e.to_string()));

@@ -96,10 +96,10 @@ pub enum Command {
 
 /// Runs the `rbox` command line and returns the process's exit status.
 pub fn main() -> ExitCode {
-    // Commands that make container processes re-execute rbox sealed (see
-    // container::dispatch). Spotted before parsing, that first run of rbox does nothing
-    // else: the parser's work would be thrown away with it.
-    if makes_containers(std::env::args().skip(1))
+    // Commands that need rbox sealed re-execute it (see container::dispatch). Spotted
+    // before parsing, that first run of rbox does nothing else: the parser's work would
+    // be thrown away with it.
+    if needs_seal(std::env::args().skip(1))
         && let Err(e) = crate::oci::seal_current_exe()
     {
         eprintln!("rbox: {e}");
@@ -127,10 +127,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Whether the command line (without the program name) names a verb that makes
-/// container processes, behind the global options. A guess for speed only: whatever
-/// it misses, `container::dispatch` seals.
-fn makes_containers(mut args: impl Iterator<Item = String>) -> bool {
+/// Whether the command line (without the program name) names a verb that needs rbox
+/// sealed ([`container::needs_seal`]), behind the global options. A guess for speed
+/// only: whatever it misses, `container::dispatch` seals.
+fn needs_seal(mut args: impl Iterator<Item = String>) -> bool {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--root" | "--runroot" | "--cgroup-parent" => {
@@ -138,7 +138,11 @@ fn makes_containers(mut args: impl Iterator<Item = String>) -> bool {
             }
             "container" => {}
             a if a.starts_with("--") => {}
-            verb => return matches!(verb, "run" | "start" | "restart" | "exec"),
+            verb => {
+                return verb == "exec"
+                    || (matches!(verb, "run" | "start" | "restart")
+                        && !crate::oci::has_exec_stub());
+            }
         }
     }
     false
@@ -159,17 +163,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::makes_containers;
+    use super::needs_seal;
 
     fn check(line: &str) -> bool {
-        makes_containers(line.split_whitespace().map(String::from))
+        needs_seal(line.split_whitespace().map(String::from))
     }
 
     #[test]
-    fn container_making_verbs_are_spotted_behind_global_options() {
-        assert!(check("run --rm busybox true"));
+    fn verbs_that_need_sealing_are_spotted_behind_global_options() {
+        let stub = crate::oci::has_exec_stub();
+        assert_eq!(check("run --rm busybox true"), !stub);
         assert!(check("--root /tmp/r --debug container exec -it c sh"));
-        assert!(check("--runroot=/run/x start c"));
+        assert_eq!(check("--runroot=/run/x start c"), !stub);
         assert!(!check("ps -a"));
         assert!(!check("--root run ps"), "an option's value is no verb");
         assert!(!check("network create run"));

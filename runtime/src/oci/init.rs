@@ -67,6 +67,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     /// Whether the runtime must run prestart/createRuntime hooks mid-setup.
     pub runtime_hooks: bool,
+    /// The exec stub, when the runtime is not sealed (see `exe`).
+    pub exec_stub: Option<&'a OwnedFd>,
 }
 
 /// The init's body: returns only on failure (with the exit status to use).
@@ -242,6 +244,7 @@ fn setup_and_exec(a: InitArgs<'_>, chan: &mut Option<Channel>) -> Result<Infalli
         seccomp: a.seccomp,
         preserve_fds: a.preserve_fds,
         skip_setgroups: false,
+        exec_stub: a.exec_stub.map(|fd| fd.as_fd()),
     })
 }
 

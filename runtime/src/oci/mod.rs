@@ -81,7 +81,7 @@ pub use container::{
     check_preserved_fds,
 };
 pub use error::{Error, Result};
-pub use exe::{is_sealed, program_path, seal_current_exe};
+pub use exe::{has_exec_stub, is_sealed, program_path, seal_current_exe};
 pub use hooks::HookError;
 pub use seccomp::SeccompError;
 pub use state::{StateError, StateReport, Status};

@@ -105,6 +105,8 @@ pub struct Finish<'a> {
     pub preserve_fds: u32,
     /// In a user namespace whose gid map forbids setgroups.
     pub skip_setgroups: bool,
+    /// The exec stub to execute the program through, when the runtime is not sealed.
+    pub exec_stub: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// Applies the process's settings and executes it. Returns only on failure.
@@ -159,7 +161,10 @@ pub fn finish_and_exec(f: &Finish<'_>) -> Result<Infallible, SetupError> {
     if let Some(prog) = f.seccomp.filter(|_| p.no_new_privileges) {
         seccomp::load(prog).map_err(|e| SetupError::new(e.to_string()))?;
     }
-    let err = nix::unistd::execve(&f.executable, &p.args, &f.env).unwrap_err();
+    let err = match f.exec_stub {
+        Some(stub) => super::exe::exec_through_stub(stub, &f.executable, &p.args, &f.env),
+        None => nix::unistd::execve(&f.executable, &p.args, &f.env).unwrap_err(),
+    };
     let arg0 = p.args[0].to_string_lossy();
     Err(SetupError::new(format!(
         "exec: {arg0:?}: {}",

@@ -93,9 +93,6 @@ impl Runtime {
             return Err(Error::InvalidId(id.to_string()));
         }
         check_preserved_fds(opts.preserve_fds)?;
-        if !exe::is_sealed() {
-            return Err(Error::ExeNotSealed);
-        }
         let bundle = std::path::absolute(bundle)
             .map_err(|e| Error::io(format!("bundle {}", bundle.display()), e))?;
         let cfg = ContainerConfig::new(spec, &bundle)?;
@@ -134,6 +131,7 @@ impl Runtime {
         };
         let cgroup = Layout::detect()?.cgroup_for(cgroups_path.as_deref(), id);
         let joins = open_namespaces(&cfg)?;
+        let exec_stub = exec_stub_for(&cfg, opts.preserve_fds)?;
         let annotations: BTreeMap<String, String> = cfg
             .spec
             .annotations()
@@ -221,6 +219,7 @@ impl Runtime {
             cgroup_sources: &cgroup_sources,
             no_pivot: opts.no_pivot,
             runtime_hooks,
+            exec_stub: exec_stub.as_ref(),
         };
         let first = first_stage.then(|| FirstStage {
             before: Box::new(|| {
@@ -355,6 +354,26 @@ pub fn check_preserved_fds(n: u32) -> Result<()> {
 }
 
 /// Opens the namespaces to join, so a wrong path fails before anything is created.
+/// What protects the runtime's binary from this container (see `exe`): nothing more if
+/// it runs sealed; else, when no other process can watch the container's setup (its own
+/// new pid namespace, no hooks run inside it), the exec stub. Otherwise the runtime had
+/// to seal itself first.
+fn exec_stub_for(cfg: &ContainerConfig, preserve_fds: u32) -> Result<Option<OwnedFd>> {
+    if exe::is_sealed() {
+        return Ok(None);
+    }
+    let hooks = cfg.spec.hooks().as_ref();
+    let hooks_inside = hooks.is_some_and(|h| {
+        h.create_container().as_ref().is_some_and(|l| !l.is_empty())
+            || h.start_container().as_ref().is_some_and(|l| !l.is_empty())
+    });
+    let own_pid_ns = cfg.namespaces.new.contains(CloneFlags::CLONE_NEWPID);
+    if hooks_inside || !own_pid_ns || !exe::has_exec_stub() {
+        return Err(Error::ExeNotSealed);
+    }
+    exe::exec_stub(3 + preserve_fds as i32)
+}
+
 fn open_namespaces(cfg: &ContainerConfig) -> Result<Vec<Join>> {
     cfg.namespaces
         .join

@@ -155,6 +155,7 @@ impl Container {
                     seccomp: seccomp.as_ref(),
                     preserve_fds,
                     skip_setgroups,
+                    exec_stub: None,
                 })
                 .map_err(|e| e.0)
             };
