@@ -245,29 +245,35 @@ fn start_steps(
 /// state, its network, its rootfs mount, its socket. Keeps going after failures and
 /// returns them.
 pub fn teardown(engine: &Engine, id: &str) -> Vec<Error> {
-    teardown_with(engine, id, false)
+    teardown_with(engine, id, false, false)
 }
 
 /// [`teardown`]; with `discard_rootfs` the rootfs goes too, with its changes (a
-/// container about to be removed). Once the processes are gone, the rootfs is done in a
-/// second thread while the network comes down: neither waits for the other.
-fn teardown_with(engine: &Engine, id: &str, discard_rootfs: bool) -> Vec<Error> {
+/// container about to be removed). The rootfs is done in a second thread, once no
+/// process can use it: while the network comes down, and with `init_reaped` (its pid
+/// namespace, and every process in it, died with the init) while the runtime deletes
+/// the container too.
+fn teardown_with(engine: &Engine, id: &str, discard_rootfs: bool, init_reaped: bool) -> Vec<Error> {
     let mut errors = Vec::new();
-    if let Err(e) = runtime::delete(engine, id) {
-        errors.push(e);
-    }
-    engine.timing("  oci delete");
     let images = engine.images().map_err(|e| errors.push(e)).ok();
     let rootfs = std::thread::scope(|s| {
-        let rootfs = images.map(|images| {
-            s.spawn(move || {
-                if discard_rootfs {
-                    images.remove_rootfs(id)
-                } else {
-                    images.unmount_rootfs(id)
-                }
+        let spawn = || {
+            images.map(|images| {
+                s.spawn(move || {
+                    if discard_rootfs {
+                        images.remove_rootfs(id)
+                    } else {
+                        images.unmount_rootfs(id)
+                    }
+                })
             })
-        });
+        };
+        let early = if init_reaped { spawn() } else { None };
+        if let Err(e) = runtime::delete(engine, id) {
+            errors.push(e);
+        }
+        engine.timing("  oci delete");
+        let rootfs = if init_reaped { early } else { spawn() };
         if let Err(e) = ports::teardown(engine, id) {
             errors.push(e);
         }
@@ -339,7 +345,7 @@ pub fn supervise(engine: &Engine, id: &str, launched: Launched, local: Option<Lo
         .map(|r| (r.cgroup_parent, r.options.auto_remove))
         .unwrap_or_default();
     let oom = runtime::oom_killed(&cgroup_parent, id);
-    let errors = teardown_with(engine, id, auto_remove);
+    let errors = teardown_with(engine, id, auto_remove, true);
     // With --rm the rootfs is gone already, unless removing it failed.
     let rootfs_gone = auto_remove && errors.is_empty();
     engine.timing("teardown");
