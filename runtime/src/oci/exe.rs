@@ -12,7 +12,7 @@
 //! setup no other process can watch (a new pid namespace, no hooks run inside it) can do
 //! without it: the exposure is then only its final execve, where a program that is (or
 //! whose interpreter is) `/proc/self/exe` would run the runtime. On x86_64 that execve
-//! goes through [`exec_stub`]: a 150-byte static program in a sealed memfd, which
+//! goes through [`exec_stub`]: a 200-byte static program in a sealed memfd, which
 //! executes the container's program. `/proc/self/exe` is then the stub, which nothing
 //! can write and which runs nothing when not called by the runtime.
 
@@ -154,12 +154,7 @@ pub fn has_exec_stub() -> bool {
 pub fn exec_stub(min_fd: i32) -> Result<Option<OwnedFd>, Error> {
     #[cfg(target_arch = "x86_64")]
     {
-        let fd = nix::sys::memfd::memfd_create(
-            STUB_ARG0,
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
-        )
-        .map_err(|e| Error::io("memfd_create", e))?;
-        let mut file = std::fs::File::from(fd);
+        let mut file = std::fs::File::from(executable_memfd(STUB_ARG0)?);
         std::io::Write::write_all(&mut file, &stub_elf())
             .map_err(|e| Error::io("write the exec stub", e))?;
         let seals =
@@ -245,13 +240,21 @@ fn read_only_mount(path: &std::ffi::CStr) -> Result<OwnedFd, Error> {
     Ok(fd)
 }
 
+/// A memfd that can be executed and sealed: with MFD_EXEC where the kernel knows it
+/// (6.3 and later, whose vm.memfd_noexec may make memfds unexecutable by default).
+fn executable_memfd(name: &std::ffi::CStr) -> Result<OwnedFd, Error> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    match memfd_create(name, flags | MFdFlags::from_bits_retain(libc::MFD_EXEC)) {
+        Err(nix::Error::EINVAL) => memfd_create(name, flags),
+        other => other,
+    }
+    .map_err(|e| Error::io("memfd_create", e))
+}
+
 /// A sealed memfd holding a copy of our binary.
 fn sealed_copy() -> Result<OwnedFd, Error> {
-    let fd = nix::sys::memfd::memfd_create(
-        c"rbox-runc",
-        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .map_err(|e| Error::io("memfd_create", e))?;
+    let fd = executable_memfd(c"rbox-runc")?;
     let mut src = std::fs::File::open("/proc/self/exe")
         .map_err(|e| Error::io("open the runtime binary", e))?;
     let mut dst = std::fs::File::from(fd);

@@ -353,7 +353,6 @@ pub fn check_preserved_fds(n: u32) -> Result<()> {
     Ok(())
 }
 
-/// Opens the namespaces to join, so a wrong path fails before anything is created.
 /// What protects the runtime's binary from this container (see `exe`): nothing more if
 /// it runs sealed; else, when no other process can watch the container's setup (its own
 /// new pid namespace, no hooks run inside it), the exec stub. Otherwise the runtime had
@@ -374,6 +373,7 @@ fn exec_stub_for(cfg: &ContainerConfig, preserve_fds: u32) -> Result<Option<Owne
     exe::exec_stub(3 + preserve_fds as i32)
 }
 
+/// Opens the namespaces to join, so a wrong path fails before anything is created.
 fn open_namespaces(cfg: &ContainerConfig) -> Result<Vec<Join>> {
     cfg.namespaces
         .join
