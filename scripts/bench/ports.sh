@@ -31,9 +31,13 @@ anchor=""
 cleanup() {
     if [ -n "$anchor" ]; then
         in_host sh -c "$RBOX rm -f \$($RBOX ps -aq)" >/dev/null 2>&1 || true
+        in_host "$RBOX" internal-dns stop >/dev/null 2>&1 || true
         kill "$anchor" 2>/dev/null || true
     fi
     ip netns del "$peer" 2>/dev/null || true
+    for d in /sys/fs/cgroup/*/"$tag" /sys/fs/cgroup/"$tag"; do
+        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
     rm -rf "$state"
 }
 trap cleanup EXIT
