@@ -939,6 +939,20 @@ fn the_runtime_binary_cannot_be_overwritten_from_a_container() {
         "the runtime binary changed"
     );
     expect_ok("delete", runc_copy(&["delete", "--force", "cve"]));
+
+    // A new container whose program is /proc/self/exe: the runtime made it unsealed (its
+    // own pid namespace, no hooks inside), so that program is the exec stub, which runs
+    // nothing; the runtime would have answered --version.
+    let own = bundle(&host, "self", &["/proc/self/exe", "--version"], |v| {
+        v["root"] = json!({"path": rootfs, "readonly": false});
+    });
+    let out = runc_copy(&["run", "--bundle", own.to_str().unwrap(), "self"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(out.status.code(), Some(127), "{stdout}");
+    }
+    assert!(!stdout.contains("rbox"), "the runtime ran inside: {stdout}");
+    assert_eq!(std::fs::read(&runtime).unwrap(), before);
 }
 
 #[test]

@@ -78,7 +78,7 @@ pub use cgroups::CgroupError;
 pub use config::{ConfigError, load_spec, parse_process, parse_spec, validate_id};
 pub use container::{
     Console, Container, CreateOptions, Created, ExecOptions, ExecProcess, Runtime, Stdio,
-    check_preserved_fds,
+    check_preserved_fds, stub_suffices,
 };
 pub use error::{Error, Result};
 pub use exe::{has_exec_stub, is_sealed, program_path, seal_current_exe};

@@ -34,6 +34,14 @@ pub struct CreateArgs {
     id: String,
 }
 
+impl CreateArgs {
+    /// Whether creating this container needs the runtime sealed: unless the exec stub
+    /// suffices for its config (an unreadable one is refused later, sealed or not).
+    pub fn needs_seal(&self) -> bool {
+        oci::load_spec(&self.bundle).map_or(true, |spec| !oci::stub_suffices(&spec))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]

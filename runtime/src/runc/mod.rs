@@ -148,12 +148,15 @@ pub fn main() -> ExitCode {
         eprintln!("rbox-runc: no command given (see --help)");
         return ExitCode::from(1);
     };
-    // Commands that put processes in containers run from a sealed copy of this binary.
-    if matches!(
-        command,
-        Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    ) && let Err(e) = oci::seal_current_exe()
-    {
+    // Commands that put processes in containers run from a sealed copy of this binary,
+    // unless the exec stub suffices (see oci's `exe`).
+    let needs_seal = match &command {
+        Command::Create(a) => a.needs_seal(),
+        Command::Run(a) => a.create.needs_seal(),
+        Command::Exec(_) => true,
+        _ => false,
+    };
+    if needs_seal && let Err(e) = oci::seal_current_exe() {
         logger.error(&e.to_string());
         return ExitCode::from(1);
     }

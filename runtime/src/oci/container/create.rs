@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxIdMapping, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
 
 use super::{Console, Container, Runtime, Stdio, hook_state_json};
 use crate::oci::cgroups::{self, Cgroup, Layout};
@@ -353,21 +353,33 @@ pub fn check_preserved_fds(n: u32) -> Result<()> {
     Ok(())
 }
 
-/// What protects the runtime's binary from this container (see `exe`): nothing more if
-/// it runs sealed; else, when no other process can watch the container's setup (its own
-/// new pid namespace, no hooks run inside it), the exec stub. Otherwise the runtime had
-/// to seal itself first.
-fn exec_stub_for(cfg: &ContainerConfig, preserve_fds: u32) -> Result<Option<OwnedFd>> {
-    if exe::is_sealed() {
-        return Ok(None);
-    }
-    let hooks = cfg.spec.hooks().as_ref();
+/// Whether the exec stub (see `exe`) is enough to protect the runtime's binary from a
+/// container of `spec`, so that the runtime need not run sealed: no other process can
+/// watch its setup (it has a new pid namespace of its own, and no hooks run inside it).
+pub fn stub_suffices(spec: &Spec) -> bool {
+    let hooks = spec.hooks().as_ref();
     let hooks_inside = hooks.is_some_and(|h| {
         h.create_container().as_ref().is_some_and(|l| !l.is_empty())
             || h.start_container().as_ref().is_some_and(|l| !l.is_empty())
     });
-    let own_pid_ns = cfg.namespaces.new.contains(CloneFlags::CLONE_NEWPID);
-    if hooks_inside || !own_pid_ns || !exe::has_exec_stub() {
+    let own_pid_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| {
+            nss.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+        });
+    exe::has_exec_stub() && own_pid_ns && !hooks_inside
+}
+
+/// What protects the runtime's binary from this container: nothing more if the runtime
+/// runs sealed; else the exec stub, when it suffices.
+fn exec_stub_for(cfg: &ContainerConfig, preserve_fds: u32) -> Result<Option<OwnedFd>> {
+    if exe::is_sealed() {
+        return Ok(None);
+    }
+    if !stub_suffices(&cfg.spec) {
         return Err(Error::ExeNotSealed);
     }
     exe::exec_stub(3 + preserve_fds as i32)

@@ -11,7 +11,7 @@ mod start;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-pub use create::{CreateOptions, Created, check_preserved_fds};
+pub use create::{CreateOptions, Created, check_preserved_fds, stub_suffices};
 pub use exec::{ExecOptions, ExecProcess};
 
 use super::state::{OCI_VERSION, Record, StateDir, StateReport, Status, alive};
