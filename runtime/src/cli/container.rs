@@ -792,17 +792,26 @@ fn exec_cmd(engine: &Engine, args: ExecArgs) -> ExitCode {
     result.map(code).unwrap_or_else(|e| report(&e))
 }
 
-/// Whether `cmd` needs rbox's own binary out of the containers' reach (CVE-2019-5736)
-/// by re-executing it sealed: `exec`, whose process joins a container where others can
-/// watch it; and, without an exec stub (see `oci::exe`), every verb that starts one.
-pub fn needs_seal(cmd: &ContainerCommand) -> bool {
-    match cmd {
-        ContainerCommand::Verb(Verb::Exec(_)) => true,
-        ContainerCommand::Verb(Verb::Run(_) | Verb::Start(_) | Verb::Restart(_)) => {
-            !crate::oci::has_exec_stub()
-        }
+/// Whether the verb named `verb` needs rbox's own binary out of the containers' reach
+/// (CVE-2019-5736) by re-executing it sealed: `exec`, whose process joins a container
+/// where others can watch it; and, without an exec stub (see `oci::exe`), every verb
+/// that starts one.
+pub fn verb_needs_seal(verb: &str) -> bool {
+    match verb {
+        "exec" => true,
+        "run" | "start" | "restart" => !crate::oci::has_exec_stub(),
         _ => false,
     }
+}
+
+fn needs_seal(cmd: &ContainerCommand) -> bool {
+    verb_needs_seal(match cmd {
+        ContainerCommand::Verb(Verb::Exec(_)) => "exec",
+        ContainerCommand::Verb(Verb::Run(_)) => "run",
+        ContainerCommand::Verb(Verb::Start(_)) => "start",
+        ContainerCommand::Verb(Verb::Restart(_)) => "restart",
+        _ => return false,
+    })
 }
 
 /// Runs one container command; the exit status is Docker's.

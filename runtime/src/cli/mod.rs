@@ -128,7 +128,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Whether the command line (without the program name) names a verb that needs rbox
-/// sealed ([`container::needs_seal`]), behind the global options. A guess for speed
+/// sealed ([`container::verb_needs_seal`]), behind the global options. A guess for speed
 /// only: whatever it misses, `container::dispatch` seals.
 fn needs_seal(mut args: impl Iterator<Item = String>) -> bool {
     while let Some(arg) = args.next() {
@@ -138,11 +138,7 @@ fn needs_seal(mut args: impl Iterator<Item = String>) -> bool {
             }
             "container" => {}
             a if a.starts_with("--") => {}
-            verb => {
-                return verb == "exec"
-                    || (matches!(verb, "run" | "start" | "restart")
-                        && !crate::oci::has_exec_stub());
-            }
+            verb => return container::verb_needs_seal(verb),
         }
     }
     false

@@ -9,29 +9,34 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::error::{Error, Result};
 
+/// `.<name of path><suffix>`, beside `path`.
+fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    path.with_file_name(format!(".{name}{suffix}"))
+}
+
+/// Makes `file` (mode 0600) hold exactly `data`, reusing it if it exists.
+fn write_private(file: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(data)?;
+    f.set_len(data.len() as u64)
+}
+
 /// Writes `data` to `path` through a temporary file in the same directory and a rename,
 /// so readers see the old content or the new, never a part.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("cannot write", path)(e)
-    })
+    let tmp = beside(path, &format!(".tmp{}", std::process::id()));
+    write_private(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io("cannot write", path)(e)
+        })
 }
 
 /// [`write_atomic`] for a file that only holders of its lock write (a container's
@@ -40,37 +45,24 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// old content or the new; but no inode is made or freed per write, which on ext4
 /// without a journal costs more than the rest of the write.
 pub fn replace_locked(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let spare = dir.join(format!(
-        ".{}.spare",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&spare)?;
-        f.write_all(data)?;
-        f.set_len(data.len() as u64)?;
-        drop(f);
-        match nix::fcntl::renameat2(
-            nix::fcntl::AT_FDCWD,
-            &spare,
-            nix::fcntl::AT_FDCWD,
-            path,
-            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-        ) {
-            Ok(()) => Ok(()),
-            // The first write, or a file system that cannot exchange.
-            Err(nix::Error::ENOENT | nix::Error::EINVAL | nix::Error::ENOSYS) => {
-                std::fs::rename(&spare, path)
-            }
-            Err(e) => Err(e.into()),
+    let spare = beside(path, ".spare");
+    let swap = || match nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &spare,
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    ) {
+        Ok(()) => Ok(()),
+        // The first write, or a file system that cannot exchange.
+        Err(nix::Error::ENOENT | nix::Error::EINVAL | nix::Error::ENOSYS) => {
+            std::fs::rename(&spare, path)
         }
+        Err(e) => Err(e.into()),
     };
-    write().map_err(Error::io("cannot write", path))
+    write_private(&spare, data)
+        .and_then(|()| swap())
+        .map_err(Error::io("cannot write", path))
 }
 
 /// Takes an exclusive lock on `path` (a file or a directory), waiting for it.
