@@ -299,29 +299,29 @@ pub struct PruneArgs {
 #[derive(Debug, Subcommand)]
 pub enum Verb {
     /// Create and start a container.
-    Run(Box<RunArgs>),
+    Run(Deferred<RunArgs>),
     /// Create a container without starting it.
-    Create(Box<CreateCmd>),
+    Create(Deferred<CreateCmd>),
     /// Start stopped containers.
-    Start(StartArgs),
+    Start(Deferred<StartArgs>),
     /// Stop running containers.
-    Stop(StopArgs),
+    Stop(Deferred<StopArgs>),
     /// Send a signal to running containers.
-    Kill(KillArgs),
+    Kill(Deferred<KillArgs>),
     /// Restart containers.
-    Restart(RestartArgs),
+    Restart(Deferred<RestartArgs>),
     /// Remove containers.
-    Rm(RmArgs),
+    Rm(Deferred<RmArgs>),
     /// Show a container's log.
-    Logs(LogsArgs),
+    Logs(Deferred<LogsArgs>),
     /// Run a command in a running container.
-    Exec(ExecArgs),
+    Exec(Deferred<ExecArgs>),
     /// Show containers (or images) in Docker's JSON shape.
-    Inspect(InspectArgs),
+    Inspect(Deferred<InspectArgs>),
     /// Wait for containers to stop and print their exit codes.
-    Wait(ContainersArgs),
+    Wait(Deferred<ContainersArgs>),
     /// Attach to a running container's stdio.
-    Attach(AttachArgs),
+    Attach(Deferred<AttachArgs>),
 }
 
 /// `rbox container ...`: Docker's management command for containers.
@@ -331,9 +331,9 @@ pub enum ContainerCommand {
     Verb(Verb),
     /// List containers.
     #[command(alias = "list", alias = "ps")]
-    Ls(PsArgs),
+    Ls(Deferred<PsArgs>),
     /// Remove all stopped containers.
-    Prune(PruneArgs),
+    Prune(Deferred<PruneArgs>),
 }
 
 use std::collections::BTreeMap;
@@ -342,6 +342,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use super::GlobalOptions;
+use super::deferred::Deferred;
 use super::ps;
 use crate::engine::options::{self, ContainerOptions, InvalidOption, NetworkRequest};
 use crate::engine::pump::Local;
@@ -556,7 +557,7 @@ fn run_foreground(engine: &Engine, id: &str, remove_on_failure: bool) -> Result<
     ))
 }
 
-fn run(global: &GlobalOptions, args: Box<RunArgs>) -> ExitCode {
+fn run(global: &GlobalOptions, args: &RunArgs) -> ExitCode {
     let result = (|| -> Result<ExitCode, Error> {
         let opts = args.create.to_options()?;
         let engine = open(global)?;
@@ -574,7 +575,7 @@ fn run(global: &GlobalOptions, args: Box<RunArgs>) -> ExitCode {
     result.unwrap_or_else(|e| report(&e))
 }
 
-fn create_cmd(global: &GlobalOptions, args: Box<CreateCmd>) -> ExitCode {
+fn create_cmd(global: &GlobalOptions, args: &CreateCmd) -> ExitCode {
     let result = (|| -> Result<(), Error> {
         let opts = args.create.to_options()?;
         let engine = open(global)?;
@@ -822,8 +823,8 @@ pub fn dispatch(global: &GlobalOptions, cmd: ContainerCommand) -> ExitCode {
         return report(&Error::Runtime(e.to_string()));
     }
     let verb = match cmd {
-        ContainerCommand::Verb(Verb::Run(a)) => return run(global, a),
-        ContainerCommand::Verb(Verb::Create(a)) => return create_cmd(global, a),
+        ContainerCommand::Verb(Verb::Run(a)) => return run(global, &a),
+        ContainerCommand::Verb(Verb::Create(a)) => return create_cmd(global, &a),
         other => other,
     };
     let engine = match open(global) {
@@ -831,13 +832,13 @@ pub fn dispatch(global: &GlobalOptions, cmd: ContainerCommand) -> ExitCode {
         Err(e) => return report(&e),
     };
     let verb = match verb {
-        ContainerCommand::Ls(a) => return ps(&engine, a),
+        ContainerCommand::Ls(a) => return ps(&engine, a.into_inner()),
         ContainerCommand::Prune(_) => return prune(&engine),
         ContainerCommand::Verb(v) => v,
     };
     match verb {
         Verb::Run(_) | Verb::Create(_) => unreachable!("handled above"),
-        Verb::Start(a) => start(&engine, a),
+        Verb::Start(a) => start(&engine, a.into_inner()),
         Verb::Stop(a) => match signal_arg(a.signal.as_deref()) {
             Ok(sig) => each(&engine, &a.containers, false, |id| {
                 lifecycle::stop(&engine, id, a.time, sig)
@@ -857,10 +858,10 @@ pub fn dispatch(global: &GlobalOptions, cmd: ContainerCommand) -> ExitCode {
         Verb::Rm(a) => each(&engine, &a.containers, false, |id| {
             lifecycle::remove(&engine, id, a.force)
         }),
-        Verb::Logs(a) => logs_cmd(&engine, a),
-        Verb::Exec(a) => exec_cmd(&engine, a),
-        Verb::Inspect(a) => inspect_cmd(&engine, a),
-        Verb::Wait(a) => wait_cmd(&engine, a),
+        Verb::Logs(a) => logs_cmd(&engine, a.into_inner()),
+        Verb::Exec(a) => exec_cmd(&engine, a.into_inner()),
+        Verb::Inspect(a) => inspect_cmd(&engine, a.into_inner()),
+        Verb::Wait(a) => wait_cmd(&engine, a.into_inner()),
         Verb::Attach(a) => {
             let result = lifecycle::resolve_live(&engine, &a.container)
                 .and_then(|id| engine::client::attach(&engine, &id, !a.no_stdin));

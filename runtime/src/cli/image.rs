@@ -15,26 +15,27 @@ use images::{
 };
 
 use super::GlobalOptions;
+use super::deferred::Deferred;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Download an image from a registry
-    Pull(PullArgs),
+    Pull(Deferred<PullArgs>),
     /// List images
-    Images(ListArgs),
+    Images(Deferred<ListArgs>),
     /// Remove one or more images
-    Rmi(RmiArgs),
+    Rmi(Deferred<RmiArgs>),
     /// Load images from a `docker save` or OCI archive (file or stdin)
-    Load(LoadArgs),
+    Load(Deferred<LoadArgs>),
     /// Save images to an OCI archive (file or stdout)
-    Save(SaveArgs),
+    Save(Deferred<SaveArgs>),
     /// Log in to a registry
-    Login(LoginArgs),
+    Login(Deferred<LoginArgs>),
     /// Log out from a registry
-    Logout(LogoutArgs),
+    Logout(Deferred<LogoutArgs>),
     /// Manage images
     #[command(subcommand)]
-    Image(ImageSubcommand),
+    Image(Deferred<ImageSubcommand>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,15 +173,22 @@ pub fn run(global: &GlobalOptions, command: ImageCommand) -> Result<ExitCode> {
     let store = ImageStore::open(&global.root)
         .with_context(|| format!("opening the image store in {}", global.root.display()))?;
     match command {
-        ImageCommand::Pull(a) | ImageCommand::Image(ImageSubcommand::Pull(a)) => pull(&store, a),
-        ImageCommand::Images(a) | ImageCommand::Image(ImageSubcommand::Ls(a)) => list(&store, a),
-        ImageCommand::Rmi(a) | ImageCommand::Image(ImageSubcommand::Rm(a)) => remove(&store, a),
-        ImageCommand::Load(a) | ImageCommand::Image(ImageSubcommand::Load(a)) => load(&store, a),
-        ImageCommand::Save(a) | ImageCommand::Image(ImageSubcommand::Save(a)) => save(&store, a),
-        ImageCommand::Image(ImageSubcommand::Prune(a)) => prune(&store, a),
-        ImageCommand::Image(ImageSubcommand::Inspect(a)) => inspect(&store, a),
-        ImageCommand::Login(a) => login(&store, a),
-        ImageCommand::Logout(a) => logout(&store, a),
+        ImageCommand::Image(sub) => match sub.into_inner() {
+            ImageSubcommand::Ls(a) => list(&store, a),
+            ImageSubcommand::Rm(a) => remove(&store, a),
+            ImageSubcommand::Prune(a) => prune(&store, a),
+            ImageSubcommand::Inspect(a) => inspect(&store, a),
+            ImageSubcommand::Pull(a) => pull(&store, a),
+            ImageSubcommand::Load(a) => load(&store, a),
+            ImageSubcommand::Save(a) => save(&store, a),
+        },
+        ImageCommand::Pull(a) => pull(&store, a.into_inner()),
+        ImageCommand::Images(a) => list(&store, a.into_inner()),
+        ImageCommand::Rmi(a) => remove(&store, a.into_inner()),
+        ImageCommand::Load(a) => load(&store, a.into_inner()),
+        ImageCommand::Save(a) => save(&store, a.into_inner()),
+        ImageCommand::Login(a) => login(&store, a.into_inner()),
+        ImageCommand::Logout(a) => logout(&store, a.into_inner()),
     }
 }
 

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use deferred::Deferred;
 
 pub mod container;
+mod deferred;
 mod dns;
 pub mod image;
 pub mod netconnect;
@@ -76,21 +78,21 @@ pub enum Command {
     #[command(flatten)]
     Container(container::Verb),
     /// List containers.
-    Ps(container::PsArgs),
+    Ps(Deferred<container::PsArgs>),
     /// Manage containers.
     #[command(name = "container", subcommand)]
-    Containers(container::ContainerCommand),
+    Containers(Deferred<container::ContainerCommand>),
     /// The embedded DNS responder's process (internal).
     #[command(name = "internal-dns", hide = true)]
-    InternalDns(dns::InternalDnsArgs),
+    InternalDns(Deferred<dns::InternalDnsArgs>),
     #[command(flatten)]
     Image(image::ImageCommand),
     /// List a container's published ports.
-    Port(port::PortArgs),
+    Port(Deferred<port::PortArgs>),
     /// Manage networks.
     Network {
         #[command(subcommand)]
-        command: netconnect::NetworkGroup,
+        command: Deferred<netconnect::NetworkGroup>,
     },
 }
 
@@ -149,11 +151,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(match command {
         Command::Container(v) => container::dispatch(&global, container::ContainerCommand::Verb(v)),
         Command::Ps(a) => container::dispatch(&global, container::ContainerCommand::Ls(a)),
-        Command::Containers(c) => container::dispatch(&global, c),
-        Command::InternalDns(args) => dns::run(&global, args)?,
+        Command::Containers(c) => container::dispatch(&global, c.into_inner()),
+        Command::InternalDns(args) => dns::run(&global, args.into_inner())?,
         Command::Image(c) => image::run(&global, c)?,
-        Command::Network { command } => netconnect::run(&global, command)?,
-        Command::Port(args) => port::run(&global, args)?,
+        Command::Network { command } => netconnect::run(&global, command.into_inner())?,
+        Command::Port(args) => port::run(&global, args.into_inner())?,
     })
 }
 
