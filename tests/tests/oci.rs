@@ -140,6 +140,7 @@ fn pid1_hostname_mounts_and_no_view_of_the_host() {
             "sh",
             "-c",
             "echo pid=$$; echo host=$(hostname); echo procs=$(ls /proc | grep -c '^[0-9]'); \
+             echo lo=$(cat /sys/class/net/lo/flags); \
              cat /proc/self/mountinfo; echo ---; cat /proc/1/cgroup; echo ---; \
              wc -c < /proc/keys; ls /sys/firmware | wc -l; \
              echo 1 > /proc/sys/kernel/domainname || echo sys-readonly; \
@@ -157,6 +158,13 @@ fn pid1_hostname_mounts_and_no_view_of_the_host() {
         .parse()
         .unwrap();
     assert!(procs <= 4, "{out}");
+    // The new network namespace's loopback is up (IFF_UP), as runc and crun leave it.
+    let lo = out.lines().find_map(|l| l.strip_prefix("lo=0x")).unwrap();
+    assert_eq!(
+        u32::from_str_radix(lo, 16).unwrap() & 1,
+        1,
+        "lo is down: {out}"
+    );
     let mut parts = out.split("---\n");
     let mountinfo = parts.next().unwrap();
     // Only the container's own mounts: nothing of the host's tree (its /run, /work, ...).

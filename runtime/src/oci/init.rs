@@ -158,6 +158,11 @@ fn setup_and_exec(a: InitArgs<'_>, chan: &mut Option<Channel>) -> Result<Infalli
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .ctx(|| "create the cgroup namespace".to_string())?;
     }
+    if cfg.namespaces.new.contains(CloneFlags::CLONE_NEWNET) {
+        // A new network namespace has a loopback device, down; runc and crun bring it
+        // up, and programs expect 127.0.0.1 to answer.
+        bring_up_loopback().ctx(|| "bring up lo in the new network namespace".to_string())?;
+    }
     if let Some(h) = &cfg.hostname {
         sys.sethostname(h).ctx(|| format!("set hostname {h}"))?;
     }
@@ -308,6 +313,29 @@ fn wait_for_start(proc_fds: &OwnedFd, fifo: &OwnedFd) -> Result<(), SetupError> 
     );
     f.write_all(b"0")
         .ctx(|| "signal start on the exec fifo".to_string())
+}
+
+/// Sets `lo` up in this process's network namespace (ioctls: netlink is much more code
+/// for one flag).
+fn bring_up_loopback() -> nix::Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: both ioctls read (and SIOCGIFFLAGS writes) the ifreq we own, for the
+    // duration of the call; its flags member is the one they use.
+    unsafe {
+        nix::Error::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        nix::Error::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req)).map(drop)
+    }
 }
 
 pub fn set_dumpable(on: bool) -> Result<(), SetupError> {
