@@ -146,7 +146,7 @@ fn start_steps(
     // The root filesystem is mounted on a second thread while the network is set up:
     // the two share nothing, and both mostly wait for the kernel. A failure of either
     // leaves the other for the caller's teardown.
-    let (rootfs, net) = std::thread::scope(|s| {
+    let (rootfs, net, log) = std::thread::scope(|s| {
         let rootfs = s.spawn(|| {
             if o.auto_remove {
                 images.mount_rootfs_volatile(&rec.image.id, id)
@@ -158,14 +158,20 @@ fn start_steps(
         // remade at every start, they need no disk.
         let net = network::setup(engine, rec, &run_dir);
         engine.timing("network");
+        // The start's other new files on disk, while the rootfs mounts: the log, and
+        // the spare file the record's next write (running) goes through (that write
+        // makes it when this fails).
+        let log_path = logfile::path(&dir, id);
+        let log = logfile::Writer::open(&log_path).map_err(Error::io("cannot open", &log_path));
+        let _ = engine.store.prepare_update(id);
         let rootfs = match rootfs.join() {
             Ok(mounted) => mounted.map_err(|e| Error::Image(e.to_string())),
             Err(_) => Err(Error::Other("the rootfs mount panicked".into())),
         };
         engine.timing("rootfs");
-        (rootfs, net)
+        (rootfs, net, log)
     });
-    let (rootfs, net) = (rootfs?, net?);
+    let (rootfs, net, log) = (rootfs?, net?, log?);
     ports::setup(engine, rec, &net.attachments)?;
     engine.timing("ports");
     let (user, additional_gids) =
@@ -192,8 +198,6 @@ fn start_steps(
     let _ = std::fs::remove_file(&sock);
     let listener = super::fsutil::with_short_path(&sock, |p| UnixListener::bind(p))
         .map_err(Error::io("cannot listen on", &sock))?;
-    let log_path = logfile::path(&dir, id);
-    let log = logfile::Writer::open(&log_path).map_err(Error::io("cannot open", &log_path))?;
 
     let (stdio, mut io) = if o.tty {
         (
