@@ -54,6 +54,8 @@ pub struct Rootfs {
 }
 
 const IMAGE_FILE: &str = "image";
+/// Per image, the file its holds link to (relative to the store): `holds/<hex>`.
+pub(crate) const HOLDS_DIR: &str = "holds";
 /// The init layer, relative to the store.
 const INIT_LAYER: &str = "init";
 const INIT_FILES: [&str; 3] = ["hosts", "hostname", "resolv.conf"];
@@ -134,9 +136,27 @@ impl ImageStore {
         let image_file = dir.join(IMAGE_FILE);
         let id = record.id.to_string();
         if fs::read(&image_file).ok().as_deref() != Some(id.as_bytes()) {
-            fsutil::write_atomic_unsynced(&image_file, id.as_bytes()).at(&image_file)?;
+            self.link_hold(&record.id, &image_file)?;
         }
         Ok(record)
+    }
+
+    /// Names `image` in `file` as a hard link to the image's file under `holds/`, made
+    /// at its first hold: a container's hold makes no inode (they cost most of a
+    /// start's file work on some file systems).
+    fn link_hold(&self, image: &crate::digest::Digest, file: &Path) -> Result<()> {
+        let holds = self.dir.join(HOLDS_DIR);
+        let shared = holds.join(image.hex());
+        if !shared.exists() {
+            fs::create_dir_all(&holds).at(&holds)?;
+            fsutil::write_atomic_unsynced(&shared, image.to_string().as_bytes()).at(&shared)?;
+        }
+        // A file naming another image (a container's directory reused) goes first.
+        match fs::remove_file(file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(file),
+            _ => {}
+        }
+        fs::hard_link(&shared, file).at(file)
     }
 
     /// Which containers hold which image (by the image ID's hex digits), from the

@@ -65,7 +65,18 @@ fn rootfs_shows_layers_keeps_writes_apart_and_hides_whiteouts() {
     );
     assert_eq!(fs::read(again.path.join("dir/y")).unwrap(), b"new");
 
-    // The image is held: rmi refuses, and the hold is on record.
+    // The image is held: rmi refuses, and the hold is on record, each container's a
+    // link to one file of the image (no file made per container).
+    use std::os::unix::fs::MetadataExt;
+    let held = store.resolve("test/app:1").unwrap();
+    let shared = store.dir().join("holds").join(held.id.hex());
+    let image_files = ["c0ffee", "other"]
+        .map(|c| fs::metadata(store.dir().join("rootfs").join(c).join("image")).unwrap());
+    assert!(
+        image_files
+            .iter()
+            .all(|m| m.ino() == fs::metadata(&shared).unwrap().ino())
+    );
     let err = store.remove("test/app:1", false).unwrap_err();
     assert!(matches!(err, Error::InUse { .. }), "{err}");
     assert_eq!(
@@ -101,6 +112,10 @@ fn rootfs_shows_layers_keeps_writes_apart_and_hides_whiteouts() {
         fs::read_dir(store.dir().join("layers")).unwrap().count(),
         0,
         "layers collected"
+    );
+    assert!(
+        !shared.exists(),
+        "the image's hold file is collected with it"
     );
 }
 

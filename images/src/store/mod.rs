@@ -350,6 +350,16 @@ impl ImageStore {
                     freed += self.layers.retire(&name)?;
                 }
             }
+            // Hold files of deleted images (no container holds them: rmi refuses).
+            let holds = self.dir.join(crate::rootfs::HOLDS_DIR);
+            for entry in fs::read_dir(&holds).into_iter().flatten().flatten() {
+                if !records
+                    .images
+                    .contains_key(&*entry.file_name().to_string_lossy())
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
             // Nobody is adding content: lock files of absent blobs and layers are idle.
             self.blobs.clear_ingest(!drop_partials);
             self.blobs.clear_locks();

@@ -389,9 +389,6 @@ impl CreateArgs {
         }
         first.aliases.extend(self.network_aliases.iter().cloned());
         let security = options::parse_security_opts(&self.security_opts)?;
-        let available_cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
         let opts = ContainerOptions {
             name: self
                 .name
@@ -443,7 +440,11 @@ impl CreateArgs {
                 nano_cpus: self
                     .cpus
                     .as_deref()
-                    .map(|c| options::parse_cpus(c, available_cpus))
+                    // Only then: counting the CPUs reads several cgroup files.
+                    .map(|c| {
+                        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+                        options::parse_cpus(c, available)
+                    })
                     .transpose()?,
                 pids_limit: self.pids_limit,
             },
