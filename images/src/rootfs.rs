@@ -82,7 +82,10 @@ impl ImageStore {
 
     /// Where `container`'s root filesystem is (or would be) mounted.
     pub fn rootfs_path(&self, container: &str) -> PathBuf {
-        self.rootfs_dir(container).join("merged")
+        match &self.mount_root {
+            Some(dir) => dir.join(container),
+            None => self.rootfs_dir(container).join("merged"),
+        }
     }
 
     /// Mounts a root filesystem for `container` from `image` (a name or ID); its
@@ -109,7 +112,7 @@ impl ImageStore {
         let result = self.mount_layers(&image.layers, &image.id.to_string(), container, volatile);
         match result {
             Ok(()) => Ok(Rootfs {
-                path: dir.join("merged"),
+                path: self.rootfs_path(container),
                 upper: dir.join("upper"),
                 image: self.image(&image)?,
             }),
@@ -117,6 +120,7 @@ impl ImageStore {
                 // Undo: the directories (and with them the hold) if this call made them.
                 if fresh {
                     let _ = fsutil::remove_tree(&dir);
+                    let _ = fs::remove_dir(self.rootfs_path(container));
                 }
                 Err(err)
             }
@@ -129,8 +133,11 @@ impl ImageStore {
         let _lock = self.index.lock()?;
         let record = self.index.read()?.find(image)?.clone();
         let dir = self.rootfs_dir(container);
-        for sub in ["upper", "work", "merged"] {
-            let p = dir.join(sub);
+        for p in [
+            dir.join("upper"),
+            dir.join("work"),
+            self.rootfs_path(container),
+        ] {
             fs::create_dir_all(&p).at(&p)?;
         }
         let image_file = dir.join(IMAGE_FILE);
@@ -195,8 +202,8 @@ impl ImageStore {
         volatile: bool,
     ) -> Result<()> {
         let dir = self.rootfs_dir(container);
-        let merged = dir.join("merged");
-        if is_mountpoint(&merged, &dir)? {
+        let merged = self.rootfs_path(container);
+        if is_mountpoint(&merged)? {
             return Ok(());
         }
         let mut lower = Vec::with_capacity(layers.len() + 1);
@@ -317,7 +324,12 @@ impl ImageStore {
     pub fn remove_rootfs(&self, container: &str) -> Result<()> {
         self.unmount_rootfs(container)?;
         let dir = self.rootfs_dir(container);
-        fsutil::remove_tree(&dir).at(&dir)
+        fsutil::remove_tree(&dir).at(&dir)?;
+        let merged = self.rootfs_path(container);
+        match fs::remove_dir(&merged) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(&merged),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -328,8 +340,9 @@ fn page_size() -> usize {
         .map_or(4096, |p| p as usize)
 }
 
-/// True when `path` is the root of a mount other than `parent`'s.
-fn is_mountpoint(path: &Path, parent: &Path) -> Result<bool> {
+/// True when `path` is the root of a mount other than its parent directory's.
+fn is_mountpoint(path: &Path) -> Result<bool> {
+    let parent = path.parent().unwrap_or(path);
     let a = fs::metadata(path).at(path)?;
     let b = fs::metadata(parent).at(parent)?;
     Ok(a.dev() != b.dev())

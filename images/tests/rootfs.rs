@@ -200,3 +200,24 @@ fn a_volatile_rootfs_is_mounted_volatile_and_can_be_mounted_again() {
     store.remove_rootfs("vol").unwrap();
     assert!(!rootfs.upper.exists());
 }
+
+#[test]
+fn mount_points_can_live_elsewhere() {
+    let (_dir, store) = store_with("test/mp", &[layer(&[("etc/", b""), ("etc/a", b"one")])]);
+    let points = tempfile::tempdir().unwrap();
+    let store = store.mount_under(points.path().to_path_buf());
+    let rootfs = store.mount_rootfs("test/mp", "mp").unwrap();
+    assert_eq!(rootfs.path, points.path().join("mp"));
+    assert_eq!(fs::read(rootfs.path.join("etc/a")).unwrap(), b"one");
+    assert!(!store.dir().join("rootfs/mp/merged").exists());
+    // Mounted already: a second mount is the same one.
+    store.mount_rootfs("test/mp", "mp").unwrap();
+    store.unmount_rootfs("mp").unwrap();
+    assert!(!rootfs.path.join("etc").exists(), "unmounted");
+    // Its mount point gone (a reboot's tmpfs): mounting again makes it.
+    fs::remove_dir(&rootfs.path).unwrap();
+    let again = store.mount_rootfs("test/mp", "mp").unwrap();
+    assert_eq!(fs::read(again.path.join("etc/a")).unwrap(), b"one");
+    store.remove_rootfs("mp").unwrap();
+    assert!(!rootfs.path.exists() && !store.dir().join("rootfs/mp").exists());
+}

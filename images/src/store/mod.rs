@@ -122,6 +122,8 @@ pub struct ImageStore {
     pub(crate) layers: Layers,
     pub(crate) index: Index,
     gc_lock: PathBuf,
+    /// Where containers' root filesystems are mounted ([`ImageStore::mount_under`]).
+    pub(crate) mount_root: Option<PathBuf>,
 }
 
 impl ImageStore {
@@ -135,7 +137,18 @@ impl ImageStore {
             index: Index::new(&dir),
             gc_lock: dir.join("gc.lock"),
             dir,
+            mount_root: None,
         })
+    }
+
+    /// Mounts containers' root filesystems at `dir/<container>` rather than beside
+    /// their upper layers (`rootfs/<container>/merged`): on a tmpfs (a runroot), a
+    /// mount point costs the store's disk nothing.
+    pub fn mount_under(self, dir: PathBuf) -> ImageStore {
+        ImageStore {
+            mount_root: Some(dir),
+            ..self
+        }
     }
 
     /// The store's directory (`<root>/images`).
