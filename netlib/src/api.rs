@@ -82,10 +82,6 @@ pub enum Error {
         "a container on the host network cannot be connected to other networks, nor the reverse"
     )]
     HostExclusive,
-    #[error(
-        "a container on the none network cannot be connected to other networks, nor the reverse"
-    )]
-    NoneExclusive,
     #[error(transparent)]
     Dns(#[from] DnsError),
     #[error(transparent)]
@@ -418,7 +414,6 @@ impl Netlib {
             container_id: container_id.to_string(),
             netns: None,
             host_network: false,
-            isolated: false,
             config,
             endpoints: Vec::new(),
         };
@@ -486,16 +481,9 @@ impl Netlib {
                 network: network.name.clone(),
             });
         }
-        let kind = driver.sandbox_kind();
-        let host_kind = kind == SandboxKind::Host;
+        let host_kind = driver.sandbox_kind() == SandboxKind::Host;
         if sandbox.host_network || (host_kind && !sandbox.endpoints.is_empty()) {
             return Err(Error::HostExclusive);
-        }
-        if sandbox.isolated
-            || (kind == SandboxKind::Isolated
-                && (!sandbox.endpoints.is_empty() || sandbox.netns.is_some()))
-        {
-            return Err(Error::NoneExclusive);
         }
         let mut published = locked.endpoints(&network.id)?;
         if !config.container_name.is_empty()
@@ -525,7 +513,7 @@ impl Netlib {
         undo.push(move || {
             let _ = locked_ref.save_sandbox(&before);
         });
-        if kind == SandboxKind::Private && sandbox.netns.is_none() {
+        if !host_kind && sandbox.netns.is_none() {
             netns::prepare_dir(locked.netns_dir())?;
             let pin = locked.netns_path(container_id);
             self.kernel.create_sandbox(&pin)?;
@@ -536,7 +524,6 @@ impl Netlib {
             sandbox.netns = Some(pin);
         }
         sandbox.host_network = host_kind;
-        sandbox.isolated = kind == SandboxKind::Isolated;
 
         let endpoint_id = new_id();
         let addresses = if driver.uses_ipam() {

@@ -136,10 +136,6 @@ pub struct Sandbox {
     pub netns: Option<PathBuf>,
     /// The container shares the host's network namespace (it joined the `host` network).
     pub host_network: bool,
-    /// The container makes a namespace of its own, unpinned (it joined `none` first);
-    /// no other network can be joined, even after it leaves `none`.
-    #[serde(default)]
-    pub isolated: bool,
     pub config: SandboxConfig,
     /// The sandbox's endpoints in join order (the first one on a network with a gateway
     /// carries the default route). Teardown works from these copies.

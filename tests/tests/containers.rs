@@ -180,50 +180,6 @@ fn container_on_two_networks() {
     assert_unchanged(&h, &before, "two networks");
 }
 
-/// `--network none`: the container makes a network namespace of its own with only `lo`,
-/// up; nothing is pinned for it, and it joins no other network (as Docker refuses).
-#[test]
-fn the_none_network_is_a_namespace_of_the_containers_own() {
-    let h = lab("none");
-    let before = snapshot(&h);
-    h.rbox_ok(&[
-        "run",
-        "-d",
-        "--name",
-        "solo",
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "1d",
-    ]);
-    let out = h.rbox_ok(&[
-        "exec",
-        "solo",
-        "sh",
-        "-c",
-        "ls /sys/class/net; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo lo-answers",
-    ]);
-    assert_eq!(out, "lo\nlo-answers\n");
-    assert_eq!(h.sh_ok("ls /run/rbox/netns 2>/dev/null || true"), "");
-    let v = inspect(&h, "solo");
-    let pid = v["State"]["Pid"].as_u64().unwrap();
-    let key = v["NetworkSettings"]["SandboxKey"].as_str().unwrap();
-    assert_eq!(key, format!("/proc/{pid}/ns/net"));
-    assert_ne!(
-        h.sh_ok(&format!("readlink {key}")),
-        h.sh_ok("readlink /proc/self/ns/net"),
-        "the container shares the host's network namespace"
-    );
-    h.rbox_ok(&["network", "create", "other"]);
-    let (code, err) = h.rbox_fails(&["network", "connect", "other", "solo"]);
-    assert_eq!(code, 125);
-    assert!(err.contains("none network cannot be connected"), "{err}");
-    h.rbox_ok(&["rm", "-f", "solo"]);
-    h.rbox_ok(&["network", "rm", "other"]);
-    assert_unchanged(&h, &before, "the none network");
-}
-
 #[test]
 fn networks_are_isolated_and_internal_has_no_way_out() {
     let h = lab("isolation");

@@ -123,7 +123,6 @@ mod tests {
             container_id: ep.container_id.clone(),
             netns: netns.then(|| format!("/run/rbox/netns/{}", ep.container_id).into()),
             host_network: !netns,
-            isolated: false,
             config: SandboxConfig {
                 dns,
                 dns_search: vec!["corp.example".into()],

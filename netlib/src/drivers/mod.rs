@@ -73,9 +73,6 @@ pub enum SandboxKind {
     Private,
     /// The host's namespace: no sandbox of its own.
     Host,
-    /// A namespace of the container's own with only `lo` (`none`): the runtime makes it
-    /// with the container, so nothing is pinned, and the sandbox joins nothing else.
-    Isolated,
 }
 
 /// What a driver is given for network-level work.

@@ -1,8 +1,7 @@
-//! `null` (the `none` network): a network namespace of the container's own with only
-//! `lo`, which the runtime makes with the container (no pin, no netlink work); the
-//! endpoint itself has no link.
+//! `null` (the `none` network): a sandbox of its own with only `lo`, which the core
+//! makes with every private sandbox; the endpoint itself has no link.
 
-use super::{Driver, DriverError, EndpointContext, NetworkContext, SandboxKind};
+use super::{Driver, DriverError, EndpointContext, NetworkContext};
 use crate::model::Network;
 
 pub struct Null;
@@ -14,10 +13,6 @@ impl Driver for Null {
 
     fn single_instance(&self) -> bool {
         true
-    }
-
-    fn sandbox_kind(&self) -> SandboxKind {
-        SandboxKind::Isolated
     }
 
     fn uses_ipam(&self) -> bool {

@@ -6,7 +6,6 @@ use serde_json::{Map, Value, json};
 use super::Engine;
 use super::logfile;
 use super::oci_config;
-use super::options::NETWORK_NONE;
 use super::record::{ContainerRecord, Status};
 
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -48,23 +47,6 @@ fn port_bindings(rec: &ContainerRecord) -> Value {
 }
 
 /// A container in Docker's `inspect` JSON shape.
-/// Where a running container's network namespace can be entered: the sandbox's pin, or
-/// for `none`, whose namespace the container made itself, its init's.
-fn sandbox_key(engine: &Engine, rec: &ContainerRecord, running: bool) -> String {
-    if !running {
-        String::new()
-    } else if rec.options.networks.iter().any(|n| n.name == NETWORK_NONE) {
-        format!("/proc/{}/ns/net", rec.state.pid)
-    } else {
-        engine
-            .runroot
-            .join("netns")
-            .join(&rec.id)
-            .display()
-            .to_string()
-    }
-}
-
 pub fn container(engine: &Engine, rec: &ContainerRecord) -> Value {
     let o = &rec.options;
     let s = &rec.state;
@@ -218,7 +200,7 @@ pub fn container(engine: &Engine, rec: &ContainerRecord) -> Value {
         },
         "NetworkSettings": {
             "SandboxID": if running { rec.id.clone() } else { String::new() },
-            "SandboxKey": sandbox_key(engine, rec, running),
+            "SandboxKey": if running { engine.runroot.join("netns").join(&rec.id).display().to_string() } else { String::new() },
             "Ports": ports,
             "Gateway": bridge.gateway.map(|g| g.to_string()).unwrap_or_default(),
             "IPAddress": bridge.ip_address.map(|ip| ip.to_string()).unwrap_or_default(),

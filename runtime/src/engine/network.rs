@@ -9,7 +9,7 @@ use netlib::{EndpointConfig, Netlib, SandboxConfig};
 
 use super::error::{Error, Result};
 use super::oci_config::NetNs;
-use super::options::{ContainerOptions, NETWORK_HOST, NETWORK_NONE, NetworkRequest};
+use super::options::{ContainerOptions, NETWORK_HOST, NetworkRequest};
 use super::record::{Attachment, ContainerRecord, Status};
 use super::{Engine, ids};
 
@@ -191,12 +191,10 @@ pub fn connect(engine: &Engine, container: &str, req: NetworkRequest) -> Result<
                 net.name
             )));
         }
-        for special in [NETWORK_HOST, NETWORK_NONE] {
-            if rec.options.networks.iter().any(|n| n.name == special) || net.name == special {
-                return Err(Error::Network(format!(
-                    "a container on the {special} network cannot be connected to other networks, nor the reverse"
-                )));
-            }
+        if rec.options.networks.iter().any(|n| n.name == NETWORK_HOST) || net.name == NETWORK_HOST {
+            return Err(Error::Network(
+                "a container on the host network cannot be connected to other networks, nor the reverse".into(),
+            ));
         }
         if rec.state.status == Status::Running {
             let ep = nl.join(&rec.id, &net.name, endpoint_config(rec, &req)).map_err(net_err)?;
