@@ -180,6 +180,40 @@ fn container_on_two_networks() {
     assert_unchanged(&h, &before, "two networks");
 }
 
+/// `--network none`: a network namespace of the container's own with only `lo`, up.
+#[test]
+fn the_none_network_has_only_loopback() {
+    let h = lab("none");
+    let before = snapshot(&h);
+    h.rbox_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "solo",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1d",
+    ]);
+    let out = h.rbox_ok(&[
+        "exec",
+        "solo",
+        "sh",
+        "-c",
+        "ls /sys/class/net; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo lo-answers",
+    ]);
+    assert_eq!(out, "lo\nlo-answers\n");
+    let pid = inspect(&h, "solo")["State"]["Pid"].as_u64().unwrap();
+    assert_ne!(
+        h.sh_ok(&format!("readlink /proc/{pid}/ns/net")),
+        h.sh_ok("readlink /proc/self/ns/net"),
+        "the container shares the host's network namespace"
+    );
+    h.rbox_ok(&["rm", "-f", "solo"]);
+    assert_unchanged(&h, &before, "the none network");
+}
+
 #[test]
 fn networks_are_isolated_and_internal_has_no_way_out() {
     let h = lab("isolation");
