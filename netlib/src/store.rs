@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -85,7 +86,13 @@ pub struct Store {
     networks_dir: PathBuf,
     run_dir: PathBuf,
     netns_dir: PathBuf,
+    /// The network definitions as last read, with the generation they were read at:
+    /// a `run` asks for them about ten times, each a read of every network's file.
+    networks_cache: Arc<Mutex<Option<CachedNetworks>>>,
 }
+
+/// Network definitions and the generation they were read at.
+type CachedNetworks = (u64, Vec<Network>);
 
 impl Store {
     /// Opens (and creates if needed) the state directories under `root` and `runroot`.
@@ -94,6 +101,7 @@ impl Store {
             networks_dir: root.join("networks"),
             run_dir: runroot.join("netlib"),
             netns_dir: runroot.join("netns"),
+            networks_cache: Arc::default(),
         };
         for dir in [
             store.networks_dir.clone(),
@@ -143,8 +151,41 @@ impl Store {
         })
     }
 
-    /// All network definitions, sorted by name.
+    /// All network definitions, sorted by name. Read again only when their generation
+    /// (bumped by every change, under the lock) moved since the last read; it is read
+    /// first, so a change during the read makes the next call read again.
     pub fn networks(&self) -> Result<Vec<Network>> {
+        let generation = self.networks_generation()?;
+        let mut cache = self
+            .networks_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, nets)) = cache.as_ref()
+            && *cached == generation
+        {
+            return Ok(nets.clone());
+        }
+        let nets = self.read_networks()?;
+        *cache = Some((generation, nets.clone()));
+        Ok(nets)
+    }
+
+    /// `<runroot>/netlib/networks.generation`: it only has to move while processes
+    /// that cached definitions live, so it lives on the runroot.
+    fn generation_path(&self) -> PathBuf {
+        self.run_dir.join("networks.generation")
+    }
+
+    fn networks_generation(&self) -> Result<u64> {
+        let path = self.generation_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text.trim().parse().unwrap_or(0)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    fn read_networks(&self) -> Result<Vec<Network>> {
         let mut nets: Vec<Network> = Vec::new();
         let dir = &self.networks_dir;
         for entry in fs::read_dir(dir).map_err(io_err("read directory", dir))? {
@@ -228,11 +269,21 @@ impl std::ops::Deref for Locked<'_> {
 
 impl Locked<'_> {
     pub fn save_network(&self, net: &Network) -> Result<()> {
-        write_json(&self.network_path(&net.id), net, true)
+        let saved = write_json(&self.network_path(&net.id), net, true);
+        self.bump_networks_generation()?;
+        saved
     }
 
     pub fn remove_network(&self, id: &str) -> Result<()> {
-        remove_file(&self.network_path(id))
+        let removed = remove_file(&self.network_path(id));
+        self.bump_networks_generation()?;
+        removed
+    }
+
+    /// Marks the network definitions changed (after the change, whether it worked).
+    fn bump_networks_generation(&self) -> Result<()> {
+        let next = self.networks_generation()?.wrapping_add(1);
+        write_atomic(&self.generation_path(), next.to_string().as_bytes(), false)
     }
 
     /// Writes a network's leases; an empty table removes the file.
@@ -324,7 +375,6 @@ fn remove_file(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::ipam::{Lease, validate_subnet};
-    use std::sync::Arc;
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
@@ -334,6 +384,29 @@ mod tests {
         write_json(&path, &2u32, false).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "2");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A process's cached definitions follow another process's changes.
+    #[test]
+    fn cached_networks_follow_changes_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, run) = (dir.path().join("root"), dir.path().join("run"));
+        let reader = Store::open(&root, &run).unwrap();
+        let writer = Store::open(&root, &run).unwrap();
+        let names = |s: &Store| -> Vec<String> {
+            s.networks().unwrap().into_iter().map(|n| n.name).collect()
+        };
+        assert!(names(&reader).is_empty());
+        let net = crate::defaults::predefined("bridge");
+        writer.lock().unwrap().save_network(&net).unwrap();
+        assert_eq!(names(&reader), ["bridge"]);
+        assert_eq!(names(&reader), ["bridge"], "from the cache, as read");
+        let mut renamed = net.clone();
+        renamed.name = "other".into();
+        writer.lock().unwrap().save_network(&renamed).unwrap();
+        assert_eq!(names(&reader), ["other"]);
+        writer.lock().unwrap().remove_network(&net.id).unwrap();
+        assert!(names(&reader).is_empty());
     }
 
     /// Twenty threads, each with its own open of the lock file (as separate rbox
