@@ -167,6 +167,10 @@ fn container_on_two_networks() {
     assert!(pings(&h, "box-b", &c_ip));
     assert!(pings(&h, "box-c", &b_ip_b));
     // B does not route between its networks: A cannot reach C, nor B's net-b address.
+    assert_eq!(
+        h.rbox_ok(&["exec", "box-b", "cat", "/proc/sys/net/ipv4/ip_forward"]),
+        "0\n"
+    );
     assert!(!pings(&h, "box-a", &c_ip), "a reached c through b");
     assert!(!pings(&h, "box-c", &a_ip), "c reached a");
     // network connect/disconnect on a running container.
