@@ -65,20 +65,6 @@ pub fn replace_locked(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(Error::io("cannot write", path))
 }
 
-/// Makes the spare file of [`replace_locked`] for `path` ahead of its next write, so
-/// that write creates no inode (one that costs most on a slow disk, off the hot path).
-pub fn prepare_replace(path: &Path) -> Result<()> {
-    let spare = beside(path, ".spare");
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&spare)
-        .map(drop)
-        .map_err(Error::io("cannot create", &spare))
-}
-
 /// Takes an exclusive lock on `path` (a file or a directory), waiting for it.
 pub fn lock_exclusive(path: &Path) -> Result<Flock<File>> {
     let file = File::open(path).map_err(Error::io("cannot open for locking", path))?;

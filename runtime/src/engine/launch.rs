@@ -158,12 +158,9 @@ fn start_steps(
         // remade at every start, they need no disk.
         let net = network::setup(engine, rec, &run_dir);
         engine.timing("network");
-        // The start's other new files on disk, while the rootfs mounts: the log, and
-        // the spare file the record's next write (running) goes through (that write
-        // makes it when this fails).
+        // The log, the start's other new file on disk, while the rootfs mounts.
         let log_path = logfile::path(&dir, id);
         let log = logfile::Writer::open(&log_path).map_err(Error::io("cannot open", &log_path));
-        let _ = engine.store.prepare_update(id);
         let rootfs = match rootfs.join() {
             Ok(mounted) => mounted.map_err(|e| Error::Image(e.to_string())),
             Err(_) => Err(Error::Other("the rootfs mount panicked".into())),

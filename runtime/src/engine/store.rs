@@ -90,12 +90,6 @@ impl Store {
         written
     }
 
-    /// Readies the record of `id` for its next [`update`](Self::update), which then
-    /// makes no file (see [`fsutil::prepare_replace`]).
-    pub fn prepare_update(&self, id: &str) -> Result<()> {
-        fsutil::prepare_replace(&self.record_path(id))
-    }
-
     fn write(&self, rec: &ContainerRecord) -> Result<()> {
         let data = serde_json::to_vec(rec).expect("a record always serialises");
         fsutil::replace_locked(&self.record_path(&rec.id), &data)
