@@ -591,7 +591,6 @@ impl Netlib {
             network: &network,
             endpoint: &endpoint,
             kernel: &self.kernel,
-            sandbox_closing: false,
         })?;
         let (net, ep, kernel) = (network.clone(), endpoint.clone(), &self.kernel);
         undo.push(move || {
@@ -599,7 +598,6 @@ impl Netlib {
                 network: &net,
                 endpoint: &ep,
                 kernel,
-                sandbox_closing: false,
             });
         });
 
@@ -660,7 +658,7 @@ impl Netlib {
         };
         let endpoint = sandbox.endpoints.remove(pos);
         *dns_changed = network.dns_enabled;
-        let mut errors = self.teardown_endpoint(locked, &endpoint, false);
+        let mut errors = self.teardown_endpoint(locked, &endpoint);
         if sandbox.host_network && sandbox.endpoints.is_empty() {
             sandbox.host_network = false;
         }
@@ -818,7 +816,7 @@ impl Netlib {
         });
         let mut errors = Vec::new();
         for endpoint in sandbox.endpoints.iter().rev() {
-            errors.extend(self.teardown_endpoint(locked, endpoint, true));
+            errors.extend(self.teardown_endpoint(locked, endpoint));
         }
         if let Some(pin) = &sandbox.netns
             && let Err(e) = self.kernel.remove_sandbox(pin)
@@ -830,13 +828,7 @@ impl Netlib {
     }
 
     /// Removes one endpoint: published record (what the DNS serves), kernel objects, lease.
-    /// `sandbox_closing`: its namespace is being removed too.
-    fn teardown_endpoint(
-        &self,
-        locked: &Locked,
-        endpoint: &Endpoint,
-        sandbox_closing: bool,
-    ) -> Vec<Error> {
+    fn teardown_endpoint(&self, locked: &Locked, endpoint: &Endpoint) -> Vec<Error> {
         let mut errors = Vec::new();
         let network = match locked.networks() {
             Ok(nets) => nets.into_iter().find(|n| n.id == endpoint.network_id),
@@ -866,7 +858,6 @@ impl Netlib {
                             network,
                             endpoint,
                             kernel: &self.kernel,
-                            sandbox_closing,
                         })
                         .into_iter()
                         .map(Error::from),

@@ -92,10 +92,6 @@ pub struct EndpointContext<'a> {
     /// and whether it carries the default route.
     pub endpoint: &'a Endpoint,
     pub kernel: &'a Kernel,
-    /// On leave: the sandbox's namespace is removed right after (its container is gone),
-    /// and links inside it go with it; a driver may leave them to the kernel, which
-    /// destroys them without making the caller wait for it.
-    pub sandbox_closing: bool,
 }
 
 impl EndpointContext<'_> {
