@@ -58,3 +58,24 @@ pub fn docker_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
     add("manifest.json", manifest.to_string().as_bytes());
     b.into_inner().unwrap()
 }
+
+/// Runs `f` on a thread of its own in a private mount namespace (needs root): what `f`
+/// mounts is never seen by the host, and goes when the thread ends, failed or not.
+pub fn in_private_mounts<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare (needs root)");
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .expect("make mounts private");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
