@@ -186,6 +186,19 @@ impl ImageStore {
         holders
     }
 
+    /// The containers that have a root filesystem directory.
+    pub fn rootfs_containers(&self) -> Vec<String> {
+        fs::read_dir(self.dir.join("rootfs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|id| check_container_id(id).is_ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The containers whose root filesystem is built on `image`.
     pub fn containers_using(&self, image: &Image) -> Vec<String> {
         self.holders()

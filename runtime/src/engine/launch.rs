@@ -158,9 +158,12 @@ fn start_steps(
         // remade at every start, they need no disk.
         let net = network::setup(engine, rec, &run_dir);
         engine.timing("network");
-        // The log, the start's other new file on disk, while the rootfs mounts.
+        // The log, the start's other new file on disk, while the rootfs mounts (with its
+        // directory: an ephemeral container's record is elsewhere, see `store`).
         let log_path = logfile::path(&dir, id);
-        let log = logfile::Writer::open(&log_path).map_err(Error::io("cannot open", &log_path));
+        let log = std::fs::create_dir_all(&dir)
+            .and_then(|()| logfile::Writer::open(&log_path))
+            .map_err(Error::io("cannot open", &log_path));
         let rootfs = match rootfs.join() {
             Ok(mounted) => mounted.map_err(|e| Error::Image(e.to_string())),
             Err(_) => Err(Error::Other("the rootfs mount panicked".into())),

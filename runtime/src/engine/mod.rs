@@ -65,19 +65,39 @@ impl Engine {
         cgroup_parent: String,
         debug: bool,
     ) -> Result<Engine> {
-        let store = store::Store::open(&root, &runroot)?;
+        let opened = store::Store::open(&root, &runroot)?;
         let now = Instant::now();
-        Ok(Engine {
+        let engine = Engine {
             root,
             runroot,
             cgroup_parent,
             debug,
-            store,
+            store: opened.store,
             images: OnceCell::new(),
             netlib: OnceCell::new(),
             started: now,
             last: std::cell::Cell::new(now),
-        })
+        };
+        if opened.fresh_runroot {
+            engine.sweep_orphans()?;
+        }
+        Ok(engine)
+    }
+
+    /// After a reboot (the runroot is new): removes what `--rm` containers left on
+    /// disk, their records having gone with the runroot (see [`store`]).
+    fn sweep_orphans(&self) -> Result<()> {
+        let images = self.images()?;
+        for id in self.store.sweep_orphans(images.rootfs_containers())? {
+            self.log(format_args!(
+                "removing what container {} left on disk: its record is gone",
+                ids::short(&id)
+            ));
+            images
+                .remove_rootfs(&id)
+                .map_err(|e| Error::Image(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The image store (opened on first use).

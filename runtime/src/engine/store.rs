@@ -1,11 +1,20 @@
-//! Container records under `<root>/containers/<id>/container.json`, with a name index
-//! (`<root>/containers/.names/<name>` → id) and per-container volatile files under
-//! `<runroot>/containers/<id>/`.
+//! Container records, with name indexes (`.names/<name>` → id), in two places:
+//! - `<root>/containers/<id>/container.json` for containers that outlive a reboot;
+//! - `<runroot>/containers/<id>/container.json` (tmpfs) for `--rm` containers, which
+//!   end with their process: Docker too removes them when it starts after a crash or
+//!   reboot. On tmpfs a start writes no inode to disk for the record, the name, or their
+//!   rewrites (each a millisecond's fraction on an ext4 without journal).
 //!
-//! Creating and removing records (and so names) happens under a lock on the
-//! `containers` directory; changing one record happens under a lock on its own
-//! directory; every write is write-to-temp + rename, so readers never take a lock.
+//! `<root>/containers/<id>/` also holds every container's log, and `<runroot>/containers/
+//! <id>/` the monitor's lock and socket and the bundle. What an ephemeral container left
+//! on disk when the runroot went (a reboot) is swept at the first start after it: see
+//! [`Store::open`].
+//!
+//! Creating and removing records (and so names) happens under a lock on
+//! `<root>/containers`; changing one record happens under a lock on its own directory;
+//! every write is write-to-temp + rename, so readers never take a lock.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -23,42 +32,81 @@ pub struct Store {
     run_dir: PathBuf,
 }
 
+/// The store and whether its runroot part was just made (the first use after a boot).
+pub struct Opened {
+    pub store: Store,
+    pub fresh_runroot: bool,
+}
+
 impl Store {
     /// The store under `root` (persistent) and `runroot` (volatile), created if missing.
-    pub fn open(root: &Path, runroot: &Path) -> Result<Store> {
+    pub fn open(root: &Path, runroot: &Path) -> Result<Opened> {
         let store = Store {
             dir: root.join("containers"),
             run_dir: runroot.join("containers"),
         };
-        for d in [store.dir.join(NAMES_DIR), store.run_dir.clone()] {
-            fs::create_dir_all(&d).map_err(Error::io("cannot create", &d))?;
-        }
-        Ok(store)
+        let persistent = store.dir.join(NAMES_DIR);
+        fs::create_dir_all(&persistent).map_err(Error::io("cannot create", &persistent))?;
+        fs::create_dir_all(runroot).map_err(Error::io("cannot create", runroot))?;
+        let fresh_runroot = match fs::create_dir(&store.run_dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(Error::io("cannot create", &store.run_dir)(e)),
+        };
+        let names = store.run_dir.join(NAMES_DIR);
+        fs::create_dir_all(&names).map_err(Error::io("cannot create", &names))?;
+        Ok(Opened {
+            store,
+            fresh_runroot,
+        })
     }
 
-    /// `<root>/containers/<id>`: the record, the log, the container's /etc files.
+    /// `<root>/containers/<id>`: the log.
     pub fn dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
 
-    /// `<runroot>/containers/<id>`: the monitor's lock and socket, the bundle.
+    /// `<runroot>/containers/<id>`: the monitor's lock and socket, the bundle, the
+    /// record of an ephemeral container.
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.run_dir.join(id)
     }
 
-    fn record_path(&self, id: &str) -> PathBuf {
-        self.dir(id).join(RECORD_FILE)
+    /// The directory holding the record of `id`, wherever it is.
+    fn record_dir(&self, id: &str) -> PathBuf {
+        let ephemeral = self.run_dir(id);
+        if ephemeral.join(RECORD_FILE).exists() {
+            ephemeral
+        } else {
+            self.dir(id)
+        }
     }
 
-    fn name_link(&self, name: &str) -> PathBuf {
-        self.dir.join(NAMES_DIR).join(name)
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.record_dir(id).join(RECORD_FILE)
+    }
+
+    /// Where a new record goes: `--rm` containers' on the runroot.
+    fn home(&self, rec: &ContainerRecord) -> &Path {
+        if rec.options.auto_remove {
+            &self.run_dir
+        } else {
+            &self.dir
+        }
+    }
+
+    /// The name links `name` may have (persistent first).
+    fn name_links(&self, name: &str) -> [PathBuf; 2] {
+        [&self.dir, &self.run_dir].map(|d| d.join(NAMES_DIR).join(name))
     }
 
     /// The id a name points to, when that container still exists.
     fn id_of_name(&self, name: &str) -> Option<String> {
-        let target = fs::read_link(self.name_link(name)).ok()?;
-        let id = target.to_str()?.to_string();
-        self.record_path(&id).exists().then_some(id)
+        self.name_links(name).into_iter().find_map(|link| {
+            let target = fs::read_link(link).ok()?;
+            let id = target.to_str()?.to_string();
+            self.record_path(&id).exists().then_some(id)
+        })
     }
 
     /// The id of the container named `name`.
@@ -77,11 +125,16 @@ impl Store {
                 id: ids::short(&id).to_string(),
             });
         }
-        let dir = self.dir(&rec.id);
+        let home = self.home(rec);
+        let dir = home.join(&rec.id);
         fs::create_dir(&dir).map_err(Error::io("cannot create", &dir))?;
-        let written = self.write(rec).and_then(|()| {
-            let link = self.name_link(&rec.name);
-            let _ = fs::remove_file(&link); // a stale name of a container that is gone
+        let record = dir.join(RECORD_FILE);
+        let written = self.write_at(&record, rec).and_then(|()| {
+            // A stale name, of a container that is gone, in either index.
+            for link in self.name_links(&rec.name) {
+                let _ = fs::remove_file(link);
+            }
+            let link = home.join(NAMES_DIR).join(&rec.name);
             std::os::unix::fs::symlink(&rec.id, &link).map_err(Error::io("cannot create", &link))
         });
         if written.is_err() {
@@ -90,9 +143,9 @@ impl Store {
         written
     }
 
-    fn write(&self, rec: &ContainerRecord) -> Result<()> {
+    fn write_at(&self, path: &Path, rec: &ContainerRecord) -> Result<()> {
         let data = serde_json::to_vec(rec).expect("a record always serialises");
-        fsutil::replace_locked(&self.record_path(&rec.id), &data)
+        fsutil::replace_locked(path, &data)
     }
 
     /// Reads a record by full id.
@@ -110,12 +163,17 @@ impl Store {
 
     /// Ids of all containers, in no particular order.
     pub fn ids(&self) -> Result<Vec<String>> {
-        let entries = fs::read_dir(&self.dir).map_err(Error::io("cannot list", &self.dir))?;
-        Ok(entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| ids::is_full_id(n))
-            .collect())
+        let mut ids = BTreeSet::new();
+        for dir in [&self.dir, &self.run_dir] {
+            let entries = fs::read_dir(dir).map_err(Error::io("cannot list", dir))?;
+            ids.extend(
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| ids::is_full_id(n) && self.record_path(n).exists()),
+            );
+        }
+        Ok(ids.into_iter().collect())
     }
 
     /// All records, newest first (a record removed meanwhile is skipped).
@@ -130,6 +188,35 @@ impl Store {
         }
         out.sort_by_key(|r| std::cmp::Reverse(r.created));
         Ok(out)
+    }
+
+    /// Directories of containers that have no record (left by ephemeral containers
+    /// when the runroot went, or by a crash while creating one), removed; returns their
+    /// ids, for the caller to remove what else they own. Only for a fresh runroot: a
+    /// container being created has its record before anything else of it exists.
+    pub fn sweep_orphans(&self, also: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
+        let _lock = fsutil::lock_exclusive(&self.dir)?;
+        let entries = fs::read_dir(&self.dir).map_err(Error::io("cannot list", &self.dir))?;
+        let candidates: BTreeSet<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .chain(also)
+            .filter(|n| ids::is_full_id(n))
+            .collect();
+        let mut orphans = Vec::new();
+        for id in candidates {
+            if self.record_path(&id).exists() {
+                continue;
+            }
+            let dir = self.dir(&id);
+            match fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("cannot remove", &dir)(e));
+                }
+                _ => orphans.push(id),
+            }
+        }
+        Ok(orphans)
     }
 
     /// The id of the container a user named: a full id, a name, or a unique id prefix.
@@ -160,7 +247,7 @@ impl Store {
         id: &str,
         f: impl FnOnce(&mut ContainerRecord) -> Result<T>,
     ) -> Result<T> {
-        let dir = self.dir(id);
+        let dir = self.record_dir(id);
         let _lock = fsutil::lock_exclusive(&dir).map_err(|e| match e {
             Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Error::NoSuchContainer(id.to_string())
@@ -169,17 +256,19 @@ impl Store {
         })?;
         let mut rec = self.load(id)?;
         let out = f(&mut rec)?;
-        self.write(&rec)?;
+        self.write_at(&dir.join(RECORD_FILE), &rec)?;
         Ok(out)
     }
 
     /// Removes a container's record, name, log and volatile files.
     pub fn remove(&self, id: &str) -> Result<()> {
         let _lock = fsutil::lock_exclusive(&self.dir)?;
-        if let Ok(rec) = self.load(id)
-            && fs::read_link(self.name_link(&rec.name)).ok().as_deref() == Some(Path::new(id))
-        {
-            let _ = fs::remove_file(self.name_link(&rec.name));
+        if let Ok(rec) = self.load(id) {
+            for link in self.name_links(&rec.name) {
+                if fs::read_link(&link).ok().as_deref() == Some(Path::new(id)) {
+                    let _ = fs::remove_file(link);
+                }
+            }
         }
         for d in [self.dir(id), self.run_dir(id)] {
             match fs::remove_dir_all(&d) {
@@ -219,7 +308,7 @@ mod tests {
     fn create_resolve_update_remove() {
         let root = tempfile::tempdir().unwrap();
         let run = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path(), run.path()).unwrap();
+        let store = Store::open(root.path(), run.path()).unwrap().store;
         let a = rec("alpha");
         store.create(&a).unwrap();
         assert_eq!(store.resolve("alpha").unwrap(), a.id);
@@ -255,9 +344,77 @@ mod tests {
     }
 
     #[test]
+    fn rm_containers_are_recorded_on_the_runroot_only() {
+        let root = tempfile::tempdir().unwrap();
+        let run = tempfile::tempdir().unwrap();
+        let opened = Store::open(root.path(), run.path()).unwrap();
+        assert!(opened.fresh_runroot);
+        let store = opened.store;
+        let mut e = rec("eph");
+        e.options.auto_remove = true;
+        store.create(&e).unwrap();
+        assert!(store.run_dir(&e.id).join(RECORD_FILE).exists());
+        assert!(!store.dir(&e.id).exists(), "nothing of it on disk yet");
+        assert!(fs::symlink_metadata(run.path().join("containers/.names/eph")).is_ok());
+        // Names are one namespace over both places.
+        let p = rec("eph");
+        assert!(matches!(store.create(&p), Err(Error::NameInUse { .. })));
+        assert_eq!(store.resolve("eph").unwrap(), e.id);
+        // Its log directory on disk does not make it a second container.
+        fs::create_dir(store.dir(&e.id)).unwrap();
+        assert_eq!(store.ids().unwrap(), vec![e.id.clone()]);
+        assert_eq!(store.resolve(&e.id[..5]).unwrap(), e.id);
+        store
+            .update(&e.id, |r| {
+                r.state.pid = 42;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.load(&e.id).unwrap().state.pid, 42);
+        assert!(!store.dir(&e.id).join(RECORD_FILE).exists());
+        store.remove(&e.id).unwrap();
+        assert!(!store.dir(&e.id).exists() && !store.run_dir(&e.id).exists());
+        assert!(store.ids().unwrap().is_empty());
+        store.create(&rec("eph")).unwrap();
+        assert!(!Store::open(root.path(), run.path()).unwrap().fresh_runroot);
+    }
+
+    #[test]
+    fn a_new_runroot_sweeps_what_ephemeral_containers_left() {
+        let root = tempfile::tempdir().unwrap();
+        let run = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path(), run.path()).unwrap().store;
+        let kept = rec("kept");
+        store.create(&kept).unwrap();
+        let mut gone = rec("gone");
+        gone.options.auto_remove = true;
+        store.create(&gone).unwrap();
+        fs::create_dir(store.dir(&gone.id)).unwrap();
+        fs::write(store.dir(&gone.id).join("log"), b"x").unwrap();
+        // A reboot: the runroot is new.
+        let run = tempfile::tempdir().unwrap();
+        let opened = Store::open(root.path(), run.path()).unwrap();
+        assert!(opened.fresh_runroot);
+        let store = opened.store;
+        let only_rootfs = ids::new_id();
+        let mut swept = store
+            .sweep_orphans([only_rootfs.clone(), kept.id.clone(), "lost+found".into()])
+            .unwrap();
+        swept.sort();
+        let mut expected = vec![gone.id.clone(), only_rootfs];
+        expected.sort();
+        assert_eq!(swept, expected);
+        assert!(!store.dir(&gone.id).exists());
+        assert_eq!(store.ids().unwrap(), vec![kept.id.clone()]);
+        // Its name is free again; the kept one's is not.
+        store.create(&rec("gone")).unwrap();
+        assert!(store.create(&rec("kept")).is_err());
+    }
+
+    #[test]
     fn ambiguous_prefix() {
         let root = tempfile::tempdir().unwrap();
-        let store = Store::open(root.path(), root.path()).unwrap();
+        let store = Store::open(root.path(), root.path()).unwrap().store;
         let mut a = rec("a1");
         let mut b = rec("b1");
         a.id = format!("ab{}", &a.id[2..]);

@@ -228,11 +228,7 @@ fn cache_key(s: &LinuxSeccomp) -> Vec<u8> {
     let version = libseccomp::ScmpVersion::current()
         .map(|v| v.to_string())
         .unwrap_or_default();
-    let mut key = format!(
-        "{}\0{version}\0{PROGRAM_SHAPE}\0",
-        std::env::consts::ARCH
-    )
-    .into_bytes();
+    let mut key = format!("{}\0{version}\0{PROGRAM_SHAPE}\0", std::env::consts::ARCH).into_bytes();
     key.extend(serde_json::to_vec(s).expect("a seccomp profile serialises"));
     key
 }
@@ -358,10 +354,38 @@ mod tests {
     #[test]
     fn programs_are_trees_of_syscall_numbers() {
         let names: Vec<&str> = vec![
-            "read", "write", "open", "close", "stat", "fstat", "lstat", "poll", "lseek",
-            "mmap", "mprotect", "munmap", "brk", "ioctl", "pread64", "pwrite64", "readv",
-            "writev", "access", "pipe", "select", "sched_yield", "mremap", "msync",
-            "mincore", "madvise", "dup", "dup2", "pause", "nanosleep", "getpid", "socket",
+            "read",
+            "write",
+            "open",
+            "close",
+            "stat",
+            "fstat",
+            "lstat",
+            "poll",
+            "lseek",
+            "mmap",
+            "mprotect",
+            "munmap",
+            "brk",
+            "ioctl",
+            "pread64",
+            "pwrite64",
+            "readv",
+            "writev",
+            "access",
+            "pipe",
+            "select",
+            "sched_yield",
+            "mremap",
+            "msync",
+            "mincore",
+            "madvise",
+            "dup",
+            "dup2",
+            "pause",
+            "nanosleep",
+            "getpid",
+            "socket",
         ];
         let p = compile(&profile(serde_json::json!({
             "defaultAction": "SCMP_ACT_ERRNO",
