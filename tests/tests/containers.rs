@@ -454,6 +454,62 @@ fn every_way_out_cleans_up() {
 }
 
 #[test]
+fn a_reboot_leaves_nothing_of_rm_containers_on_disk() {
+    let h = lab("reboot");
+    let start = |flags: &[&str], name: &str| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "none"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "sleep", "1d"]);
+        h.rbox_ok(&args);
+        inspect(&h, name)
+    };
+    let ephemeral = start(&["--rm"], "ephemeral");
+    let kept = start(&[], "kept");
+    let id = |v: &Value| v["Id"].as_str().unwrap().to_string();
+    let (eph_id, kept_id) = (id(&ephemeral), id(&kept));
+    let on_disk = |h: &Host| {
+        h.sh_ok("ls /var/lib/rbox/containers /var/lib/rbox/images/rootfs | sort -u | grep -v :")
+    };
+    assert!(
+        on_disk(&h).contains(&eph_id),
+        "the log and rootfs are on disk"
+    );
+    // The host goes down: every process of the containers dies with their mounts and
+    // the runroot (a tmpfs); the disk stays.
+    for v in [&ephemeral, &kept] {
+        let pid = v["State"]["Pid"].as_i64().unwrap();
+        h.sh_ok(&format!(
+            "monitor=$(ps -o ppid= -p {pid}); kill -9 $monitor {pid}"
+        ));
+    }
+    h.sh_ok(
+        "for m in $(awk '$5 ~ \"^/run/\" {print $5}' /proc/self/mountinfo | sort -r); do umount -l $m; done
+         mount -t tmpfs -o mode=755 tmpfs /run",
+    );
+    // The first command after it: the --rm container is gone, disk included; the other
+    // one is there, exited.
+    let ps = h.rbox_ok(&["ps", "-a", "--no-trunc"]);
+    assert!(!ps.contains("ephemeral"), "{ps}");
+    assert!(ps.contains(&kept_id), "{ps}");
+    let left = on_disk(&h);
+    assert!(!left.contains(&eph_id), "{left}");
+    assert!(left.contains(&kept_id), "{left}");
+    // Its name is free again.
+    h.rbox_ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "ephemeral",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    h.rbox_ok(&["rm", "kept"]);
+    assert_eq!(on_disk(&h).trim(), "");
+}
+
+#[test]
 fn bad_input_changes_nothing() {
     let h = lab("bad-input");
     h.rbox_ok(&["network", "create", "--subnet", "10.50.0.0/24", "taken"]);

@@ -80,7 +80,8 @@ pub fn snapshot(h: &Host) -> Snapshot {
         mounts: h.sh_ok("awk '{print $5}' /proc/self/mountinfo | grep -vx /run/rbox/netns | sort"),
         nft: h.sh_ok("nft list ruleset 2>/dev/null | grep -v 'counter packets\\|^\\s*$' || true"),
         netns: h.sh_ok("ls /run/rbox/netns 2>/dev/null || true"),
-        records: h.sh_ok("ls /var/lib/rbox/containers 2>/dev/null || true"),
+        // Records of --rm containers live on the runroot.
+        records: h.sh_ok("for d in /var/lib/rbox/containers /run/rbox/containers; do ls $d 2>/dev/null; done; true"),
         processes: h.sh_ok(&format!("cat /sys/fs/cgroup/pids/{cg}/*/cgroup.procs /sys/fs/cgroup/memory/{cg}/*/cgroup.procs 2>/dev/null || true")),
     }
 }
