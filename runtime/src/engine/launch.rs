@@ -18,7 +18,7 @@ use super::error::{Error, Result};
 use super::logfile;
 use super::oci_config::{self, StartContext};
 use super::pump::{self, ContainerIo, Local, Pump};
-use super::record::Status;
+use super::record::{ContainerRecord, Status};
 use super::runtime::{self, Stdio};
 use super::{Engine, network, ports, user};
 
@@ -249,22 +249,28 @@ fn start_steps(
 /// state, its network, its rootfs mount, its socket. Keeps going after failures and
 /// returns them.
 pub fn teardown(engine: &Engine, id: &str) -> Vec<Error> {
-    teardown_with(engine, id, false, false)
+    teardown_with(engine, id, false, |_| ()).0
 }
 
-/// [`teardown`]; with `discard_rootfs` the rootfs goes too, with its changes (a
-/// container about to be removed). The rootfs is done in a second thread, once no
-/// process can use it: while the network comes down, and with `init_reaped` (its pid
-/// namespace, and every process in it, died with the init) while the runtime deletes
-/// the container too.
-fn teardown_with(engine: &Engine, id: &str, discard_rootfs: bool, init_reaped: bool) -> Vec<Error> {
+/// [`teardown`] after the container's init was reaped (its pid namespace, and every
+/// process in it, died with it): the rootfs is done in a second thread from the start,
+/// while the runtime deletes the container and the network comes down. A container
+/// started with `--rm` loses its rootfs with its changes. `before_delete` runs while
+/// the container's cgroup still exists (to read its OOM count, say); its result comes
+/// back with the errors.
+fn teardown_with<T>(
+    engine: &Engine,
+    id: &str,
+    init_reaped: bool,
+    before_delete: impl FnOnce(Option<&ContainerRecord>) -> T,
+) -> (Vec<Error>, T) {
     let mut errors = Vec::new();
     let images = engine.images().map_err(|e| errors.push(e)).ok();
-    let rootfs = std::thread::scope(|s| {
-        let spawn = || {
+    let (rootfs, probed) = std::thread::scope(|s| {
+        let spawn = |discard: bool| {
             images.map(|images| {
                 s.spawn(move || {
-                    if discard_rootfs {
+                    if discard {
                         images.remove_rootfs(id)
                     } else {
                         images.unmount_rootfs(id)
@@ -272,12 +278,15 @@ fn teardown_with(engine: &Engine, id: &str, discard_rootfs: bool, init_reaped: b
                 })
             })
         };
-        let early = if init_reaped { spawn() } else { None };
+        let rec = engine.store.load(id).ok();
+        let discard = init_reaped && rec.as_ref().is_some_and(|r| r.options.auto_remove);
+        let early = if init_reaped { spawn(discard) } else { None };
+        let probed = before_delete(rec.as_ref());
         if let Err(e) = runtime::delete(engine, id) {
             errors.push(e);
         }
         engine.timing("  oci delete");
-        let rootfs = if init_reaped { early } else { spawn() };
+        let rootfs = if init_reaped { early } else { spawn(false) };
         if let Err(e) = ports::teardown(engine, id) {
             errors.push(e);
         }
@@ -285,7 +294,7 @@ fn teardown_with(engine: &Engine, id: &str, discard_rootfs: bool, init_reaped: b
             errors.push(e);
         }
         engine.timing("  network down");
-        rootfs.map(|t| t.join())
+        (rootfs.map(|t| t.join()), probed)
     });
     match rootfs {
         Some(Ok(Err(e))) => errors.push(Error::Image(e.to_string())),
@@ -297,7 +306,7 @@ fn teardown_with(engine: &Engine, id: &str, discard_rootfs: bool, init_reaped: b
     for f in [ATTACH_SOCKET, "config.json"] {
         let _ = std::fs::remove_file(run_dir.join(f));
     }
-    errors
+    (errors, probed)
 }
 
 /// Removes a stopped container for good: its rootfs (with its changes) and its record.
@@ -343,13 +352,14 @@ pub fn supervise(engine: &Engine, id: &str, launched: Launched, local: Option<Lo
     };
     engine.timing("exited");
     let code = finished.exit_code;
-    let (cgroup_parent, auto_remove) = engine
-        .store
-        .load(id)
-        .map(|r| (r.cgroup_parent, r.options.auto_remove))
-        .unwrap_or_default();
-    let oom = runtime::oom_killed(&cgroup_parent, id);
-    let errors = teardown_with(engine, id, auto_remove, true);
+    let (errors, (auto_remove, oom)) = teardown_with(engine, id, true, |rec| {
+        rec.map_or((false, false), |r| {
+            (
+                r.options.auto_remove,
+                runtime::oom_killed(&r.cgroup_parent, id),
+            )
+        })
+    });
     // With --rm the rootfs is gone already, unless removing it failed.
     let rootfs_gone = auto_remove && errors.is_empty();
     engine.timing("teardown");
