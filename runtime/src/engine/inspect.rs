@@ -4,7 +4,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
 use super::Engine;
-use super::logfile;
 use super::oci_config;
 use super::record::{ContainerRecord, Status};
 
@@ -50,7 +49,6 @@ fn port_bindings(rec: &ContainerRecord) -> Value {
 pub fn container(engine: &Engine, rec: &ContainerRecord) -> Value {
     let o = &rec.options;
     let s = &rec.state;
-    let dir = engine.store.dir(&rec.id);
     let run_dir = engine.store.run_dir(&rec.id);
     let argv = rec.config.argv();
     let running = s.status == Status::Running;
@@ -150,7 +148,7 @@ pub fn container(engine: &Engine, rec: &ContainerRecord) -> Value {
         "ResolvConfPath": run_dir.join("resolv.conf"),
         "HostnamePath": run_dir.join("hostname"),
         "HostsPath": run_dir.join("hosts"),
-        "LogPath": logfile::path(&dir, &rec.id),
+        "LogPath": engine.store.log_path(&rec.id),
         "Name": format!("/{}", rec.name),
         "RestartCount": s.restart_count,
         "Driver": "overlay",

@@ -137,7 +137,6 @@ fn start_steps(
     window: Option<(u16, u16)>,
 ) -> Result<Started> {
     let id = rec.id.as_str();
-    let dir = engine.store.dir(id);
     let run_dir = engine.store.run_dir(id);
     let o = &rec.options;
     let init = if o.init { Some(init_binary()?) } else { None };
@@ -158,12 +157,9 @@ fn start_steps(
         // remade at every start, they need no disk.
         let net = network::setup(engine, rec, &run_dir);
         engine.timing("network");
-        // The log, the start's other new file on disk, while the rootfs mounts (with its
-        // directory: an ephemeral container's record is elsewhere, see `store`).
-        let log_path = logfile::path(&dir, id);
-        let log = std::fs::create_dir_all(&dir)
-            .and_then(|()| logfile::Writer::open(&log_path))
-            .map_err(Error::io("cannot open", &log_path));
+        // The log, the start's other new file on disk, while the rootfs mounts.
+        let log_path = engine.store.log_path(id);
+        let log = logfile::Writer::open(&log_path).map_err(Error::io("cannot open", &log_path));
         let rootfs = match rootfs.join() {
             Ok(mounted) => mounted.map_err(|e| Error::Image(e.to_string())),
             Err(_) => Err(Error::Other("the rootfs mount panicked".into())),

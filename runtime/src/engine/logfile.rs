@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -26,11 +26,6 @@ impl Stream {
             Stream::Stderr => "stderr",
         }
     }
-}
-
-/// The log file of container `id` in its directory.
-pub fn path(container_dir: &Path, id: &str) -> PathBuf {
-    container_dir.join(format!("{id}-json.log"))
 }
 
 #[derive(Serialize)]
@@ -162,7 +157,7 @@ mod tests {
     #[test]
     fn lines_become_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let p = path(dir.path(), "abc");
+        let p = dir.path().join("abc-json.log");
         let mut w = Writer::open(&p).unwrap();
         w.write(Stream::Stdout, b"hello\nwor").unwrap();
         w.write(Stream::Stderr, b"oops\n").unwrap();
@@ -198,7 +193,7 @@ mod tests {
     #[test]
     fn long_lines_are_split() {
         let dir = tempfile::tempdir().unwrap();
-        let p = path(dir.path(), "x");
+        let p = dir.path().join("x-json.log");
         let mut w = Writer::open(&p).unwrap();
         w.write(Stream::Stdout, &vec![b'a'; MAX_LINE * 2 + 10])
             .unwrap();

@@ -114,7 +114,7 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
 /// Prints the log of container `id` as asked.
 pub fn logs(engine: &Engine, id: &str, opts: &LogsOptions) -> Result<()> {
     let rec = lifecycle::refresh(engine, id)?;
-    let path = logfile::path(&engine.store.dir(id), id);
+    let path = engine.store.log_path(id);
     let mut reader = match logfile::Reader::open(&path) {
         Ok(r) => r,
         // Never started: nothing logged yet.

@@ -5,10 +5,11 @@
 //!   reboot. On tmpfs a start writes no inode to disk for the record, the name, or their
 //!   rewrites (each a millisecond's fraction on an ext4 without journal).
 //!
-//! `<root>/containers/<id>/` also holds every container's log, and `<runroot>/containers/
-//! <id>/` the monitor's lock and socket and the bundle. What an ephemeral container left
-//! on disk when the runroot went (a reboot) is swept at the first start after it: see
-//! [`Store::open`].
+//! Logs stay on disk: `<root>/containers/<id>/<id>-json.log` beside a lasting record,
+//! `<root>/containers/<id>-json.log` for an ephemeral container (its one inode on disk).
+//! `<runroot>/containers/<id>/` holds the monitor's lock and socket and the bundle. What
+//! an ephemeral container left on disk when the runroot went (a reboot) is swept at the
+//! first start after it (see [`Store::sweep_orphans`]).
 //!
 //! Creating and removing records (and so names) happens under a lock on
 //! `<root>/containers`; changing one record happens under a lock on its own directory;
@@ -25,6 +26,12 @@ use super::record::ContainerRecord;
 
 const RECORD_FILE: &str = "container.json";
 const NAMES_DIR: &str = ".names";
+const LOG_SUFFIX: &str = "-json.log";
+
+/// The name of a container's log file (Docker's).
+fn log_name(id: &str) -> String {
+    format!("{id}{LOG_SUFFIX}")
+}
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -61,9 +68,19 @@ impl Store {
         })
     }
 
-    /// `<root>/containers/<id>`: the log.
-    pub fn dir(&self, id: &str) -> PathBuf {
+    /// `<root>/containers/<id>`: a lasting record and its log.
+    fn dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
+    }
+
+    /// The log file of container `id`.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        let name = log_name(id);
+        if self.run_dir(id).join(RECORD_FILE).exists() {
+            self.dir.join(name)
+        } else {
+            self.dir(id).join(name)
+        }
     }
 
     /// `<runroot>/containers/<id>`: the monitor's lock and socket, the bundle, the
@@ -190,16 +207,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Directories of containers that have no record (left by ephemeral containers
-    /// when the runroot went, or by a crash while creating one), removed; returns their
-    /// ids, for the caller to remove what else they own. Only for a fresh runroot: a
-    /// container being created has its record before anything else of it exists.
+    /// Removes what containers that have no record left under `<root>/containers`
+    /// (ephemeral ones, when the runroot went; a crash while creating one) and returns
+    /// their ids, with those of `also` that have no record, for the caller to remove what
+    /// else they own. Only for a fresh runroot: a container being created has its record
+    /// before anything else of it exists.
     pub fn sweep_orphans(&self, also: impl IntoIterator<Item = String>) -> Result<Vec<String>> {
         let _lock = fsutil::lock_exclusive(&self.dir)?;
         let entries = fs::read_dir(&self.dir).map_err(Error::io("cannot list", &self.dir))?;
         let candidates: BTreeSet<String> = entries
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
+            .map(|n| n.strip_suffix(LOG_SUFFIX).map(str::to_string).unwrap_or(n))
             .chain(also)
             .filter(|n| ids::is_full_id(n))
             .collect();
@@ -208,13 +227,9 @@ impl Store {
             if self.record_path(&id).exists() {
                 continue;
             }
-            let dir = self.dir(&id);
-            match fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("cannot remove", &dir)(e));
-                }
-                _ => orphans.push(id),
-            }
+            remove_all(&self.dir(&id))?;
+            remove_all(&self.dir.join(log_name(&id)))?;
+            orphans.push(id);
         }
         Ok(orphans)
     }
@@ -270,15 +285,24 @@ impl Store {
                 }
             }
         }
-        for d in [self.dir(id), self.run_dir(id)] {
-            match fs::remove_dir_all(&d) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("cannot remove", &d)(e));
-                }
-                _ => {}
-            }
+        remove_all(&self.dir(id))?;
+        remove_all(&self.dir.join(log_name(id)))?;
+        remove_all(&self.run_dir(id))
+    }
+}
+
+/// Removes a file or a directory tree; one that is not there is fine.
+fn remove_all(path: &Path) -> Result<()> {
+    let removed = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("cannot remove", path)(e))
         }
-        Ok(())
+        _ => Ok(()),
     }
 }
 
@@ -360,8 +384,12 @@ mod tests {
         let p = rec("eph");
         assert!(matches!(store.create(&p), Err(Error::NameInUse { .. })));
         assert_eq!(store.resolve("eph").unwrap(), e.id);
-        // Its log directory on disk does not make it a second container.
-        fs::create_dir(store.dir(&e.id)).unwrap();
+        // Its log, beside the records' directories, does not make it a second container.
+        assert_eq!(
+            store.log_path(&e.id),
+            root.path().join("containers").join(log_name(&e.id))
+        );
+        fs::write(store.log_path(&e.id), b"{}").unwrap();
         assert_eq!(store.ids().unwrap(), vec![e.id.clone()]);
         assert_eq!(store.resolve(&e.id[..5]).unwrap(), e.id);
         store
@@ -373,7 +401,7 @@ mod tests {
         assert_eq!(store.load(&e.id).unwrap().state.pid, 42);
         assert!(!store.dir(&e.id).join(RECORD_FILE).exists());
         store.remove(&e.id).unwrap();
-        assert!(!store.dir(&e.id).exists() && !store.run_dir(&e.id).exists());
+        assert!(!store.log_path(&e.id).exists() && !store.run_dir(&e.id).exists());
         assert!(store.ids().unwrap().is_empty());
         store.create(&rec("eph")).unwrap();
         assert!(!Store::open(root.path(), run.path()).unwrap().fresh_runroot);
@@ -389,8 +417,11 @@ mod tests {
         let mut gone = rec("gone");
         gone.options.auto_remove = true;
         store.create(&gone).unwrap();
-        fs::create_dir(store.dir(&gone.id)).unwrap();
-        fs::write(store.dir(&gone.id).join("log"), b"x").unwrap();
+        let log = store.log_path(&gone.id);
+        fs::write(&log, b"{}").unwrap();
+        // Left by a crash between a lasting record's directory and the record.
+        let empty = ids::new_id();
+        fs::create_dir(store.dir(&empty)).unwrap();
         // A reboot: the runroot is new.
         let run = tempfile::tempdir().unwrap();
         let opened = Store::open(root.path(), run.path()).unwrap();
@@ -401,10 +432,10 @@ mod tests {
             .sweep_orphans([only_rootfs.clone(), kept.id.clone(), "lost+found".into()])
             .unwrap();
         swept.sort();
-        let mut expected = vec![gone.id.clone(), only_rootfs];
+        let mut expected = vec![gone.id.clone(), only_rootfs, empty.clone()];
         expected.sort();
         assert_eq!(swept, expected);
-        assert!(!store.dir(&gone.id).exists());
+        assert!(!log.exists() && !store.dir(&empty).exists());
         assert_eq!(store.ids().unwrap(), vec![kept.id.clone()]);
         // Its name is free again; the kept one's is not.
         store.create(&rec("gone")).unwrap();
