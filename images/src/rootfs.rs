@@ -1,5 +1,9 @@
 //! Containers' root filesystems: overlayfs over an image's unpacked layers, with the
-//! container's own upper and work directories under `rootfs/<container>/`.
+//! container's own layer in `rootfs/<container>/` and overlayfs's work directory in
+//! `work/<container>/`; `holders/<container>` names the image the container holds (a
+//! hard link, see [`ImageStore::mount_rootfs`]). Two directories per container: every
+//! inode a start makes and its removal deletes costs (an ext4 without journal scans
+//! past every inode freed in the last half minute to allocate one).
 //!
 //! Above the image's layers sits the store's init layer (as Docker's): the empty files
 //! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` that a runtime bind-mounts its
@@ -53,7 +57,11 @@ pub struct Rootfs {
     pub image: Image,
 }
 
-const IMAGE_FILE: &str = "image";
+/// Containers' upper layers, work directories, holds and default mount points.
+const UPPER_DIR: &str = "rootfs";
+const WORK_DIR: &str = "work";
+const HOLDERS_DIR: &str = "holders";
+const MERGED_DIR: &str = "merged";
 /// Per image, the file its holds link to (relative to the store): `holds/<hex>`.
 pub(crate) const HOLDS_DIR: &str = "holds";
 /// The init layer, relative to the store.
@@ -76,15 +84,23 @@ fn check_container_id(id: &str) -> Result<()> {
 }
 
 impl ImageStore {
-    fn rootfs_dir(&self, container: &str) -> PathBuf {
-        self.dir.join("rootfs").join(container)
+    fn upper_dir(&self, container: &str) -> PathBuf {
+        self.dir.join(UPPER_DIR).join(container)
+    }
+
+    fn work_dir(&self, container: &str) -> PathBuf {
+        self.dir.join(WORK_DIR).join(container)
+    }
+
+    fn holder_file(&self, container: &str) -> PathBuf {
+        self.dir.join(HOLDERS_DIR).join(container)
     }
 
     /// Where `container`'s root filesystem is (or would be) mounted.
     pub fn rootfs_path(&self, container: &str) -> PathBuf {
         match &self.mount_root {
             Some(dir) => dir.join(container),
-            None => self.rootfs_dir(container).join("merged"),
+            None => self.dir.join(MERGED_DIR).join(container),
         }
     }
 
@@ -106,21 +122,20 @@ impl ImageStore {
 
     fn mount_rootfs_with(&self, image: &str, container: &str, volatile: bool) -> Result<Rootfs> {
         check_container_id(container)?;
-        let dir = self.rootfs_dir(container);
-        let fresh = !dir.exists();
+        let upper = self.upper_dir(container);
+        let fresh = !upper.exists();
         let image = self.hold(image, container)?;
         let result = self.mount_layers(&image.layers, &image.id.to_string(), container, volatile);
         match result {
             Ok(()) => Ok(Rootfs {
                 path: self.rootfs_path(container),
-                upper: dir.join("upper"),
+                upper,
                 image: self.image(&image)?,
             }),
             Err(err) => {
-                // Undo: the directories (and with them the hold) if this call made them.
+                // Undo: the directories and the hold, if this call made them.
                 if fresh {
-                    let _ = fsutil::remove_tree(&dir);
-                    let _ = fs::remove_dir(self.rootfs_path(container));
+                    let _ = self.remove_dirs(container);
                 }
                 Err(err)
             }
@@ -132,18 +147,17 @@ impl ImageStore {
     fn hold(&self, image: &str, container: &str) -> Result<ImageRecord> {
         let _lock = self.index.lock()?;
         let record = self.index.read()?.find(image)?.clone();
-        let dir = self.rootfs_dir(container);
         for p in [
-            dir.join("upper"),
-            dir.join("work"),
+            self.upper_dir(container),
+            self.work_dir(container),
             self.rootfs_path(container),
         ] {
             fs::create_dir_all(&p).at(&p)?;
         }
-        let image_file = dir.join(IMAGE_FILE);
+        let holder = self.holder_file(container);
         let id = record.id.to_string();
-        if fs::read(&image_file).ok().as_deref() != Some(id.as_bytes()) {
-            self.link_hold(&record.id, &image_file)?;
+        if fs::read(&holder).ok().as_deref() != Some(id.as_bytes()) {
+            self.link_hold(&record.id, &holder)?;
         }
         Ok(record)
     }
@@ -163,18 +177,20 @@ impl ImageStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(file),
             _ => {}
         }
+        let holders = self.dir.join(HOLDERS_DIR);
+        fs::create_dir_all(&holders).at(&holders)?;
         fs::hard_link(&shared, file).at(file)
     }
 
-    /// Which containers hold which image (by the image ID's hex digits), from the
-    /// `image` files of their root filesystems. Callers that act on it hold the lock.
+    /// Which containers hold which image (by the image ID's hex digits), from their
+    /// files under `holders/`. Callers that act on it hold the lock.
     pub(crate) fn holders(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut holders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let Ok(entries) = fs::read_dir(self.dir.join("rootfs")) else {
+        let Ok(entries) = fs::read_dir(self.dir.join(HOLDERS_DIR)) else {
             return holders;
         };
         for entry in entries.flatten() {
-            let Ok(id) = fs::read_to_string(entry.path().join(IMAGE_FILE)) else {
+            let Ok(id) = fs::read_to_string(entry.path()) else {
                 continue;
             };
             let hex = id.trim().trim_start_matches("sha256:").to_string();
@@ -186,17 +202,20 @@ impl ImageStore {
         holders
     }
 
-    /// The containers that have a root filesystem directory.
+    /// The containers that have something of a root filesystem in the store.
     pub fn rootfs_containers(&self) -> Vec<String> {
-        fs::read_dir(self.dir.join("rootfs"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|id| check_container_id(id).is_ok())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let mut ids = BTreeSet::new();
+        for dir in [UPPER_DIR, WORK_DIR, HOLDERS_DIR] {
+            if let Ok(entries) = fs::read_dir(self.dir.join(dir)) {
+                ids.extend(
+                    entries
+                        .flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|id| check_container_id(id).is_ok()),
+                );
+            }
+        }
+        ids.into_iter().collect()
     }
 
     /// The containers whose root filesystem is built on `image`.
@@ -214,7 +233,6 @@ impl ImageStore {
         container: &str,
         volatile: bool,
     ) -> Result<()> {
-        let dir = self.rootfs_dir(container);
         let merged = self.rootfs_path(container);
         if is_mountpoint(&merged)? {
             return Ok(());
@@ -237,9 +255,8 @@ impl ImageStore {
             fs::create_dir_all(&empty).at(&empty)?;
             lower.push("empty".into());
         }
-        let rel = format!("rootfs/{container}");
         let options = format!(
-            "lowerdir={},upperdir={rel}/upper,workdir={rel}/work",
+            "lowerdir={},upperdir={UPPER_DIR}/{container},workdir={WORK_DIR}/{container}",
             lower.join(":")
         );
         if options.len() + ",volatile".len() >= page_size() {
@@ -253,7 +270,7 @@ impl ImageStore {
             // A volatile mount leaves a marker that makes overlayfs refuse the next
             // mount of this upper layer; a disposable container mounted again (a
             // restart) takes its layer as it is.
-            let _ = fs::remove_dir_all(dir.join("work/work/incompat/volatile"));
+            let _ = fs::remove_dir_all(self.work_dir(container).join("work/incompat/volatile"));
             mount_overlay_from(&self.dir, &format!("{options},volatile"), &merged).or_else(|e| {
                 match e.raw_os_error() {
                     Some(libc::EINVAL) => mount_overlay_from(&self.dir, &options, &merged),
@@ -336,13 +353,22 @@ impl ImageStore {
     /// its changes), and with it its hold on the image.
     pub fn remove_rootfs(&self, container: &str) -> Result<()> {
         self.unmount_rootfs(container)?;
-        let dir = self.rootfs_dir(container);
-        fsutil::remove_tree(&dir).at(&dir)?;
+        self.remove_dirs(container)
+    }
+
+    /// Deletes `container`'s directories, its hold last (an image is not collected while
+    /// a layer that needs it remains).
+    fn remove_dirs(&self, container: &str) -> Result<()> {
+        for dir in [self.upper_dir(container), self.work_dir(container)] {
+            fsutil::remove_tree(&dir).at(&dir)?;
+        }
         let merged = self.rootfs_path(container);
         match fs::remove_dir(&merged) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(&merged),
-            _ => Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(&merged),
+            _ => {}
         }
+        let holder = self.holder_file(container);
+        fsutil::remove_file(&holder).at(&holder)
     }
 }
 

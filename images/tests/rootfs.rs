@@ -60,7 +60,7 @@ fn rootfs_shows_layers_keeps_writes_apart_and_hides_whiteouts() {
             let diff = store.dir().join("layers").join(l.hex()).join("diff");
             assert!(!diff.join("created").exists());
         }
-        let mut again = store.mount_rootfs("test/app:1", "other").unwrap();
+        let again = store.mount_rootfs("test/app:1", "other").unwrap();
         assert_eq!(
             fs::read(again.path.join("etc/a")).unwrap(),
             b"two",
@@ -73,8 +73,8 @@ fn rootfs_shows_layers_keeps_writes_apart_and_hides_whiteouts() {
         use std::os::unix::fs::MetadataExt;
         let held = store.resolve("test/app:1").unwrap();
         let shared = store.dir().join("holds").join(held.id.hex());
-        let image_files = ["c0ffee", "other"]
-            .map(|c| fs::metadata(store.dir().join("rootfs").join(c).join("image")).unwrap());
+        let image_files =
+            ["c0ffee", "other"].map(|c| fs::metadata(store.dir().join("holders").join(c)).unwrap());
         assert!(
             image_files
                 .iter()
@@ -98,9 +98,13 @@ fn rootfs_shows_layers_keeps_writes_apart_and_hides_whiteouts() {
             !rootfs.upper.exists(),
             "removing the container removes its upper layer"
         );
-        again.path.pop();
         store.remove_rootfs("other").unwrap();
-        assert!(!again.path.exists());
+        for gone in [&again.path, &again.upper] {
+            assert!(!gone.exists(), "{}", gone.display());
+        }
+        for dir in ["work", "holders"] {
+            assert!(!store.dir().join(dir).join("other").exists(), "{dir}");
+        }
         assert!(
             store
                 .containers_using(&store.resolve("test/app:1").unwrap())
@@ -182,7 +186,9 @@ fn bad_container_ids_and_missing_images_leave_nothing() {
             store.mount_rootfs("nope", "c1"),
             Err(Error::NotFound(_))
         ));
-        assert!(!store.dir().join("rootfs/c1").exists());
+        for dir in ["rootfs/c1", "work/c1", "holders/c1", "merged/c1"] {
+            assert!(!store.dir().join(dir).exists(), "{dir}");
+        }
         assert!(
             store
                 .containers_using(&store.resolve("test/x").unwrap())
@@ -223,7 +229,7 @@ fn mount_points_can_live_elsewhere() {
         let rootfs = store.mount_rootfs("test/mp", "mp").unwrap();
         assert_eq!(rootfs.path, points.path().join("mp"));
         assert_eq!(fs::read(rootfs.path.join("etc/a")).unwrap(), b"one");
-        assert!(!store.dir().join("rootfs/mp/merged").exists());
+        assert!(!store.dir().join("merged/mp").exists());
         // Mounted already: a second mount is the same one.
         store.mount_rootfs("test/mp", "mp").unwrap();
         store.unmount_rootfs("mp").unwrap();
@@ -233,6 +239,9 @@ fn mount_points_can_live_elsewhere() {
         let again = store.mount_rootfs("test/mp", "mp").unwrap();
         assert_eq!(fs::read(again.path.join("etc/a")).unwrap(), b"one");
         store.remove_rootfs("mp").unwrap();
-        assert!(!rootfs.path.exists() && !store.dir().join("rootfs/mp").exists());
+        assert!(!rootfs.path.exists());
+        for dir in ["rootfs/mp", "work/mp", "holders/mp"] {
+            assert!(!store.dir().join(dir).exists(), "{dir}");
+        }
     })
 }

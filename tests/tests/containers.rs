@@ -468,7 +468,9 @@ fn a_reboot_leaves_nothing_of_rm_containers_on_disk() {
     let id = |v: &Value| v["Id"].as_str().unwrap().to_string();
     let (eph_id, kept_id) = (id(&ephemeral), id(&kept));
     let on_disk = |h: &Host| {
-        h.sh_ok("ls /var/lib/rbox/containers /var/lib/rbox/images/rootfs | sort -u | grep -v :")
+        h.sh_ok(
+            "cd /var/lib/rbox; ls containers images/rootfs images/work images/holders | sort -u | grep -v :",
+        )
     };
     assert!(
         on_disk(&h).contains(&eph_id),

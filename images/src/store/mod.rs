@@ -4,8 +4,11 @@
 //! blobs/sha256/<hex>   manifests, indexes, configs, layer blobs (verified)
 //! ingest/<hex>         partial downloads, continued by the next pull
 //! layers/, l/          unpacked layers (see `layers`)
-//! rootfs/<container>/  containers' upper, work and merged directories, and `image`:
-//!                      the image the container holds (so `rmi` refuses to delete it)
+//! rootfs/<container>/  containers' upper layers (see `rootfs`)
+//! work/<container>/    their overlayfs work directories
+//! holders/<container>  the image each container holds (so `rmi` refuses to delete it)
+//! holds/<hex>          per held image, the file holders are hard links to
+//! merged/<container>/  mount points, unless they live elsewhere (`mount_under`)
 //! index.json           image records: names, blobs, layers
 //! index.lock           taken for every change of index.json
 //! gc.lock              shared by pulls and loads, exclusive for garbage collection
@@ -141,9 +144,9 @@ impl ImageStore {
         })
     }
 
-    /// Mounts containers' root filesystems at `dir/<container>` rather than beside
-    /// their upper layers (`rootfs/<container>/merged`): on a tmpfs (a runroot), a
-    /// mount point costs the store's disk nothing.
+    /// Mounts containers' root filesystems at `dir/<container>` rather than in the
+    /// store (`merged/<container>`): on a tmpfs (a runroot), a mount point costs the
+    /// store's disk nothing.
     pub fn mount_under(self, dir: PathBuf) -> ImageStore {
         ImageStore {
             mount_root: Some(dir),
