@@ -6,7 +6,8 @@
 #
 # Everything runs in a private network and mount namespace with its own state
 # directories, so the bridges, rules and containers of both tools stay off the host.
-#   RUNS=N  runs per case (default 30)
+#   RUNS=N    runs per case (default 30)
+#   SETTLE=S  seconds of quiet before each case (default 36, see settle below)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -71,11 +72,19 @@ if command -v podman >/dev/null; then
     podman "${podman_flags[@]}" network create benchnet >/dev/null
 fi
 
+# On ext4 without a journal (this VM's disk), allocating an inode skips every inode
+# freed in the last 30-35 s (dirty_expire_centisecs, +5 s while the inode table is not
+# written back), reading each one's deletion time: a case that follows another one's
+# thousands of deletions pays for them. So each case starts once that window has
+# passed, and pays only for its own.
+settle() { sleep "${SETTLE:-36}"; }
+
 median() { # hyperfine's JSON → median in ms
     python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"
 }
 bench() { # name command...
     local name=$1; shift
+    settle
     hyperfine -N --style none --warmup 3 --runs "$runs" --export-json "$work/$name.json" "$*" >/dev/null 2>&1 \
         || { echo "bench: '$*' failed" >&2; "$@" >&2 || true; exit 1; }
     median "$work/$name.json"
@@ -102,6 +111,7 @@ fi
 # as measured above, where each run starts the DNS responder (nothing else on the
 # network needs it), and with another container on the network keeping it serving.
 steps() { # title
+    settle
     for _ in $(seq "$runs"); do
         "$rbox" --debug run --rm --network benchnet busybox true 2>&1 >/dev/null | grep 'timing:' || true
     done > "$work"/timings

@@ -248,12 +248,12 @@ pub fn teardown(engine: &Engine, id: &str) -> Vec<Error> {
     teardown_with(engine, id, false, |_| ()).0
 }
 
-/// [`teardown`] after the container's init was reaped (its pid namespace, and every
-/// process in it, died with it): the rootfs is done in a second thread from the start,
-/// while the runtime deletes the container and the network comes down. A container
-/// started with `--rm` loses its rootfs with its changes. `before_delete` runs while
-/// the container's cgroup still exists (to read its OOM count, say); its result comes
-/// back with the errors.
+/// [`teardown`]. With `init_reaped` (its pid namespace, and every process in it, died
+/// with the init), the rootfs is done in a second thread from the start, while the
+/// runtime deletes the container and the network comes down, and a `--rm` container's
+/// goes with its changes; otherwise it is unmounted once the runtime deleted the
+/// container. `before_delete` gets the record while the container's cgroup still exists
+/// (to read its OOM count, say); what it returns comes back with the errors.
 fn teardown_with<T>(
     engine: &Engine,
     id: &str,

@@ -78,8 +78,11 @@ impl Engine {
             started: now,
             last: std::cell::Cell::new(now),
         };
-        if opened.fresh_runroot {
-            engine.sweep_orphans()?;
+        if opened.fresh_runroot
+            && let Err(e) = engine.sweep_orphans()
+        {
+            // Leftovers cost disk space, not correctness: the command goes on.
+            eprintln!("rbox: cannot remove what --rm containers left before the reboot: {e}");
         }
         Ok(engine)
     }
