@@ -54,8 +54,12 @@ impl Store {
         };
         let persistent = store.dir.join(NAMES_DIR);
         fs::create_dir_all(&persistent).map_err(Error::io("cannot create", &persistent))?;
-        fs::create_dir_all(runroot).map_err(Error::io("cannot create", runroot))?;
-        let fresh_runroot = match fs::create_dir(&store.run_dir) {
+        // One mkdir at every command; the runroot itself only after a boot.
+        let made = fs::create_dir(&store.run_dir).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => fs::create_dir_all(&store.run_dir),
+            _ => Err(e),
+        });
+        let fresh_runroot = match made {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(Error::io("cannot create", &store.run_dir)(e)),
@@ -73,13 +77,17 @@ impl Store {
         self.dir.join(id)
     }
 
+    /// Whether `id` has an ephemeral record (on the runroot).
+    fn is_ephemeral(&self, id: &str) -> bool {
+        self.run_dir(id).join(RECORD_FILE).exists()
+    }
+
     /// The log file of container `id`.
     pub fn log_path(&self, id: &str) -> PathBuf {
-        let name = log_name(id);
-        if self.run_dir(id).join(RECORD_FILE).exists() {
-            self.dir.join(name)
+        if self.is_ephemeral(id) {
+            self.dir.join(log_name(id))
         } else {
-            self.dir(id).join(name)
+            self.dir(id).join(log_name(id))
         }
     }
 
@@ -91,9 +99,8 @@ impl Store {
 
     /// The directory holding the record of `id`, wherever it is.
     fn record_dir(&self, id: &str) -> PathBuf {
-        let ephemeral = self.run_dir(id);
-        if ephemeral.join(RECORD_FILE).exists() {
-            ephemeral
+        if self.is_ephemeral(id) {
+            self.run_dir(id)
         } else {
             self.dir(id)
         }
